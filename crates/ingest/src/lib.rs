@@ -2,4 +2,11 @@
 //! the consumers that read the four streams. No other kpiflow crate links
 //! rdkafka.
 
+pub mod embedded;
+pub mod error;
+pub mod kafka;
+pub mod produce;
 pub mod simulator;
+pub mod tap;
+
+pub use error::{Error, Result};

@@ -1,0 +1,48 @@
+//! Kafka client setup shared by producers and consumers: configuration with
+//! pass-through properties, and a bounded check that a broker answers.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::client::{Client, ClientContext};
+use rdkafka::error::KafkaError;
+
+use crate::error::{Error, Result};
+
+/// A client configuration for `brokers`, with `properties` (any librdkafka
+/// setting such as `security.protocol` or `sasl.mechanism`) applied last.
+pub fn client_config(brokers: &str, properties: &[(String, String)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (key, value) in properties {
+        config.set(key, value);
+    }
+    config
+}
+
+/// Turns librdkafka's refusal of a configuration into an error naming it.
+pub fn config_error(error: KafkaError) -> Error {
+    match error {
+        KafkaError::ClientConfig(_, message, key, value) => {
+            Error::ClientConfig(format!("{key}={value}: {message}"))
+        }
+        other => Error::ClientConfig(other.to_string()),
+    }
+}
+
+/// Waits (blocking, at most `timeout`) for cluster metadata, the proof that a
+/// broker answers. Call from a blocking context.
+pub fn check_reachable<C: ClientContext>(
+    client: &Client<C>,
+    brokers: &str,
+    timeout: Duration,
+) -> Result<()> {
+    client
+        .fetch_metadata(None, timeout)
+        .map(|_| ())
+        .map_err(|e| Error::BrokerUnreachable {
+            brokers: brokers.to_owned(),
+            timeout,
+            reason: e.to_string(),
+        })
+}
