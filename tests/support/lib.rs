@@ -1,0 +1,201 @@
+//! Shared helpers of the integration tests: where the test broker is, an
+//! independent Kafka partitioner to check key placement against, and a reader
+//! of everything appended to a set of topics.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// The broker `scripts/test` started. Fails (never skips) when there is none.
+pub fn test_brokers() -> String {
+    std::env::var("KPIFLOW_TEST_BROKERS").unwrap_or_else(|_| {
+        panic!(
+            "KPIFLOW_TEST_BROKERS is not set: this test needs a Kafka broker. \
+             Run the tests with scripts/test (it starts a tansu broker), or start one with \
+             `tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+             --storage-engine memory://tansu/` and export KPIFLOW_TEST_BROKERS=127.0.0.1:9092"
+        )
+    })
+}
+
+/// Kafka's murmur2 hash, as the Java client computes it (`Utils.murmur2`).
+pub fn murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let mut h = SEED ^ data.len() as u32;
+    let chunks = data.chunks_exact(4);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    if tail.len() == 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition the Java client's default partitioner picks for `key`.
+pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
+    (murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+/// One consumed record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Consumed {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+/// High watermarks of every partition of `topics` (topics that do not exist yet have none).
+pub fn high_watermarks(brokers: &str, topics: &[&str]) -> HashMap<(String, i32), i64> {
+    let consumer = plain_consumer(brokers);
+    let mut marks = HashMap::new();
+    for topic in topics {
+        let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) else {
+            continue;
+        };
+        for t in metadata.topics().iter().filter(|t| t.error().is_none()) {
+            for p in t.partitions() {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                    .expect("watermarks of an existing partition");
+                marks.insert((topic.to_string(), p.id()), high);
+            }
+        }
+    }
+    marks
+}
+
+/// Key of the records [`fence`] writes; [`read_appended`] leaves them out.
+pub const FENCE_KEY: &[u8] = b"__kpiflow_test_fence__";
+
+/// Makes everything produced so far to `topics` visible to consumers.
+///
+/// tansu 0.6.0's memory engine reports a partition's high watermark as the base
+/// offset of its newest batch, so that batch stays invisible to consumers until
+/// another one arrives (measured: one record, then ten, then one: the watermark
+/// moves by 1, 1, 10). A real Kafka broker does not do this. Writing one small
+/// fence record to every partition pushes the data before it into view.
+pub fn fence(brokers: &str, topics: &[&str]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer config");
+    let partitions = high_watermarks(brokers, topics);
+    for (topic, partition) in partitions.keys() {
+        producer
+            .send(
+                BaseRecord::<[u8], [u8]>::to(topic)
+                    .partition(*partition)
+                    .key(FENCE_KEY)
+                    .payload(b"fence".as_slice()),
+            )
+            .expect("enqueue a fence record");
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("fence records acknowledged");
+}
+
+/// Reads every record of `topics` from the offsets in `from` (or the start)
+/// up to the current high watermarks, within `timeout`.
+pub fn read_appended(
+    brokers: &str,
+    topics: &[&str],
+    from: &HashMap<(String, i32), i64>,
+    timeout: Duration,
+) -> Vec<Consumed> {
+    let until = high_watermarks(brokers, topics);
+    let consumer = plain_consumer(brokers);
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    for ((topic, partition), &high) in &until {
+        let start = from.get(&(topic.clone(), *partition)).copied().unwrap_or(0);
+        if high > start {
+            assignment
+                .add_partition_offset(topic, *partition, Offset::Offset(start))
+                .expect("valid offset");
+            remaining += high - start;
+        }
+    }
+    consumer.assign(&assignment).expect("assign partitions");
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while remaining > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "timed out with {remaining} records still unread"
+        );
+        let Some(result) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = result.expect("consume from the test broker");
+        let high = until[&(m.topic().to_owned(), m.partition())];
+        if m.offset() < high {
+            remaining -= 1;
+            if m.key() == Some(FENCE_KEY) {
+                continue;
+            }
+            out.push(Consumed {
+                topic: m.topic().to_owned(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().unwrap_or_default().to_vec(),
+                payload: m.payload().unwrap_or_default().to_vec(),
+            });
+        }
+    }
+    out
+}
+
+fn plain_consumer(brokers: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "kpiflow-tests-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("consumer config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::murmur2;
+
+    /// Vectors from Kafka's `UtilsTest.testMurmur2`.
+    #[test]
+    fn murmur2_matches_the_java_client() {
+        let cases: [(&[u8], i32); 6] = [
+            (b"21", -973_932_308),
+            (b"foobar", -790_332_482),
+            (b"a-little-bit-long-string", -985_981_536),
+            (b"a-little-bit-longer-string", -1_486_304_829),
+            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (b"abc", 479_470_107),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(murmur2(input), expected, "{}", String::from_utf8_lossy(input));
+        }
+    }
+}
