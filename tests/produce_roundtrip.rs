@@ -66,7 +66,10 @@ async fn every_acknowledged_record_is_consumed_on_its_key_partition() {
             .or_default() += 1;
     }
     assert_eq!(consumed.len() as u64, n, "consumed vs acknowledged");
-    assert!(got == expected, "consumed records differ from those produced");
+    assert!(
+        got == expected,
+        "consumed records differ from those produced"
+    );
 
     // Keys on the Java client's partition.
     for c in &consumed {
@@ -89,7 +92,10 @@ async fn every_acknowledged_record_is_consumed_on_its_key_partition() {
     let reported: u64 = summary.topics.values().map(|t| t.malformed_total()).sum();
     assert_eq!(malformed, reported);
     let fraction = malformed as f64 / n as f64;
-    assert!((fraction - 0.1).abs() < 0.01, "malformed fraction {fraction}");
+    assert!(
+        (fraction - 0.1).abs() < 0.01,
+        "malformed fraction {fraction}"
+    );
     for topic in TOPICS {
         assert!(
             consumed.iter().any(|c| c.topic == topic),

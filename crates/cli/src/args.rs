@@ -47,22 +47,22 @@ pub struct SimArgs {
 
     /// Records per second over all four topics; the simulated clock runs as
     /// fast as this rate needs. Example: --rate 5000
-    #[arg(long, value_name = "EVENTS_PER_S", value_parser = parse_rate)]
+    #[arg(long, value_name = "EVENTS_PER_S", value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: Option<f64>,
 
     /// Fraction of records whose event time is moved back within
     /// --max-out-of-order. Example: --out-of-order 0.05
-    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fraction)]
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fraction, allow_negative_numbers = true)]
     pub out_of_order: f64,
 
     /// Fraction of records whose event time is moved back beyond
     /// --max-out-of-order (late events). Example: --late 0.01
-    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fraction)]
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fraction, allow_negative_numbers = true)]
     pub late: f64,
 
     /// Fraction of malformed records, spread evenly over invalid JSON, a wrong
     /// type, a missing required field and a bad timestamp. Example: --malformed 0.02
-    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fraction)]
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fraction, allow_negative_numbers = true)]
     pub malformed: f64,
 
     /// The out-of-orderness bound that --out-of-order stays within and --late
@@ -163,7 +163,8 @@ pub struct DemoArgs {
 }
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
-    s.parse().map_err(|e: kpiflow_ingest::simulator::UnknownScenario| e.to_string())
+    s.parse()
+        .map_err(|e: kpiflow_ingest::simulator::UnknownScenario| e.to_string())
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -220,7 +221,11 @@ pub fn report_usage_error(error: clap::Error) -> ExitCode {
             let line = text
                 .lines()
                 .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:"))
+                .filter(|l| {
+                    !l.is_empty()
+                        && !l.starts_with("For more information")
+                        && !l.starts_with("Usage:")
+                })
                 .collect::<Vec<_>>()
                 .join(" ");
             eprintln!("{line} (see --help)");

@@ -28,7 +28,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let kafka = EmbeddedKafka::start(1)?;
     kafka.create_stream_topics(args.partitions)?;
     let brokers = kafka.bootstrap_servers();
-    let mut options = ProduceOptions::new(brokers.clone(), args.sim.sim_config(), rate, Limit::Unbounded);
+    let mut options = ProduceOptions::new(
+        brokers.clone(),
+        args.sim.sim_config(),
+        rate,
+        Limit::Unbounded,
+    );
     options.partitions = args.partitions;
     // The mock cluster does not implement CreateTopics; the topics exist already.
     options.create_topics = false;
@@ -55,7 +60,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let consumer = {
         let (brokers, counts, cancel) = (brokers.clone(), counts.clone(), cancel.clone());
-        tokio::spawn(async move { count_topics(&brokers, "kpiflow-demo", &[], &counts, &cancel).await })
+        tokio::spawn(
+            async move { count_topics(&brokers, "kpiflow-demo", &[], &counts, &cancel).await },
+        )
     };
 
     let started = tokio::time::Instant::now();

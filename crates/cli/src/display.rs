@@ -8,7 +8,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -45,7 +45,7 @@ impl StatusLine {
         let mut err = std::io::stderr().lock();
         if self.terminal {
             let _ = write!(err, "\r\x1b[2K{text}");
-        } else if self.updates % self.every == 0 {
+        } else if self.updates.is_multiple_of(self.every) {
             let _ = writeln!(err, "{text}");
         }
         let _ = err.flush();

@@ -17,7 +17,10 @@ fn main() -> ExitCode {
         Err(e) => return args::report_usage_error(e),
     };
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -40,10 +43,13 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr, `warn` and above unless `RUST_LOG` says otherwise, so
-/// they never mix with a command's output on stdout.
+/// they never mix with a command's output on stdout. librdkafka's own log is
+/// off by default: it repeats every connection failure many times a second,
+/// and kpiflow reports the ones that matter itself (`RUST_LOG=librdkafka=debug`
+/// shows it).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,librdkafka=off,rdkafka=off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use kpiflow_ingest::produce::{Limit, ProduceOptions, Progress, Summary, produce};
 use kpiflow_ingest::simulator::MalformedKind;
 use tokio_util::sync::CancellationToken;
@@ -51,7 +50,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let _ = display.await;
     ctrl_c.abort();
 
-    let summary = result.context("produce failed")?;
+    let summary = result?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -70,12 +69,16 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
 async fn show_progress(progress: Arc<Progress>, done: CancellationToken) {
     let mut line = StatusLine::new(5);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
     let started = tokio::time::Instant::now();
     let mut last = 0;
     loop {
         tokio::select! {
             _ = done.cancelled() => break,
             _ = ticker.tick() => {}
+        }
+        if !progress.connected.load(Ordering::Relaxed) {
+            continue;
         }
         let acked = progress.acked.load(Ordering::Relaxed);
         let failed = progress.failed.load(Ordering::Relaxed);
@@ -99,16 +102,33 @@ fn print_summary(summary: &Summary) {
         summary.scenario,
         summary.seed,
         summary.elapsed_s,
-        if summary.cancelled { ", stopped by Ctrl-C" } else { "" }
+        if summary.cancelled {
+            ", stopped by Ctrl-C"
+        } else {
+            ""
+        }
     );
     let kinds: Vec<&str> = MalformedKind::ALL.iter().map(|k| k.name()).collect();
     println!(
         "{:<11} {:>5} {:>10} {:>10} {:>13} {:>11} {:>14} {:>14} {:>12} {:>8} {:>7}",
-        "topic", "parts", "good", "malformed", kinds[0], kinds[1], kinds[2], kinds[3], "out_of_order", "late", "failed"
+        "topic",
+        "parts",
+        "good",
+        "malformed",
+        kinds[0],
+        kinds[1],
+        kinds[2],
+        kinds[3],
+        "out_of_order",
+        "late",
+        "failed"
     );
     let mut totals = [0u64; 9];
     for (topic, t) in &summary.topics {
-        let by_kind: Vec<u64> = kinds.iter().map(|k| t.malformed.get(*k).copied().unwrap_or(0)).collect();
+        let by_kind: Vec<u64> = kinds
+            .iter()
+            .map(|k| t.malformed.get(*k).copied().unwrap_or(0))
+            .collect();
         let row = [
             t.good,
             t.malformed_total(),

@@ -17,8 +17,9 @@ pub struct EmbeddedKafka {
 impl EmbeddedKafka {
     /// Starts a cluster of `brokers` brokers on loopback ports.
     pub fn start(brokers: i32) -> Result<EmbeddedKafka> {
-        let cluster = MockCluster::new(brokers)
-            .map_err(|e| Error::ClientConfig(format!("cannot start the embedded Kafka cluster: {e}")))?;
+        let cluster = MockCluster::new(brokers).map_err(|e| {
+            Error::ClientConfig(format!("cannot start the embedded Kafka cluster: {e}"))
+        })?;
         Ok(EmbeddedKafka { cluster })
     }
 

@@ -10,7 +10,9 @@ pub enum Error {
     InvalidOption(String),
 
     /// librdkafka refused a client property (unknown name or bad value). Fix the config.
-    #[error("Kafka client configuration rejected: {0}; check the property name and value (see librdkafka's CONFIGURATION.md)")]
+    #[error(
+        "Kafka client configuration rejected: {0}; check the property name and value (see librdkafka's CONFIGURATION.md)"
+    )]
     ClientConfig(String),
 
     /// No broker answered within the timeout. Start the broker or fix the address; retrying may help.

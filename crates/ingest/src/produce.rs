@@ -111,6 +111,8 @@ impl ProduceOptions {
 /// Live counters, read by the progress display while `produce` runs.
 #[derive(Debug, Default)]
 pub struct Progress {
+    /// Set once the broker answered and the topics exist.
+    pub connected: std::sync::atomic::AtomicBool,
     /// Records handed to the client.
     pub queued: AtomicU64,
     /// Records the broker acknowledged.
@@ -198,6 +200,7 @@ pub async fn produce(
     }
     let admin: AdminClient<DefaultClientContext> = config.create().map_err(config_error)?;
     let partitions = ensure_topics(&admin, &producer, options).await?;
+    progress.connected.store(true, Ordering::Relaxed);
 
     let mut summary = Summary {
         brokers: options.brokers.clone(),
@@ -279,7 +282,13 @@ pub async fn produce(
                         (meta, outcome)
                     });
                 }
-                Err(e) => account(&mut summary, &mut first_error, progress, meta, Err(e.to_string())),
+                Err(e) => account(
+                    &mut summary,
+                    &mut first_error,
+                    progress,
+                    meta,
+                    Err(e.to_string()),
+                ),
             }
         }
         // Collect acknowledgements until the next tick.
@@ -393,7 +402,10 @@ async fn create_topics(
     .await
     .map_err(|_| Error::Topic {
         topic: "sales, production, logistics, equipment".into(),
-        reason: format!("creating topics timed out after {:?}", options.connect_timeout),
+        reason: format!(
+            "creating topics timed out after {:?}",
+            options.connect_timeout
+        ),
     })?
     .map_err(|e| Error::Topic {
         topic: "sales, production, logistics, equipment".into(),
@@ -421,32 +433,41 @@ async fn topic_partitions(producer: &FutureProducer, options: &ProduceOptions) -
         let deadline = Instant::now() + timeout;
         Stream::ALL
             .iter()
-            .map(|s| loop {
-                let found = producer
-                    .client()
-                    .fetch_metadata(Some(s.name()), Duration::from_secs(2))
-                    .ok()
-                    .and_then(|m| {
-                        m.topics()
-                            .iter()
-                            .find(|t| t.name() == s.name() && t.error().is_none())
-                            .map(|t| t.partitions().len() as i32)
-                    })
-                    .filter(|&n| n > 0);
-                match found {
-                    Some(n) => {
-                        if n != wanted {
-                            tracing::warn!(topic = s.name(), partitions = n, wanted, "topic exists with another partition count; keeping it");
+            .map(|s| {
+                loop {
+                    let found = producer
+                        .client()
+                        .fetch_metadata(Some(s.name()), Duration::from_secs(2))
+                        .ok()
+                        .and_then(|m| {
+                            m.topics()
+                                .iter()
+                                .find(|t| t.name() == s.name() && t.error().is_none())
+                                .map(|t| t.partitions().len() as i32)
+                        })
+                        .filter(|&n| n > 0);
+                    match found {
+                        Some(n) => {
+                            if n != wanted {
+                                tracing::warn!(
+                                    topic = s.name(),
+                                    partitions = n,
+                                    wanted,
+                                    "topic exists with another partition count; keeping it"
+                                );
+                            }
+                            break Ok(n);
                         }
-                        break Ok(n);
+                        None if Instant::now() >= deadline => {
+                            break Err(Error::Topic {
+                                topic: s.name().to_owned(),
+                                reason: format!(
+                                    "not visible in metadata {timeout:?} after creation"
+                                ),
+                            });
+                        }
+                        None => std::thread::sleep(Duration::from_millis(100)),
                     }
-                    None if Instant::now() >= deadline => {
-                        break Err(Error::Topic {
-                            topic: s.name().to_owned(),
-                            reason: format!("not visible in metadata {timeout:?} after creation"),
-                        });
-                    }
-                    None => std::thread::sleep(Duration::from_millis(100)),
                 }
             })
             .collect()

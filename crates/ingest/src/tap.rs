@@ -57,12 +57,10 @@ pub async fn count_topics(
         .map_err(|e| Error::ClientConfig(format!("metadata task failed: {e}")))??;
     }
     let topics: Vec<&str> = Stream::ALL.iter().map(|s| s.name()).collect();
-    consumer
-        .subscribe(&topics)
-        .map_err(|e| Error::Topic {
-            topic: topics.join(", "),
-            reason: format!("cannot subscribe: {e}"),
-        })?;
+    consumer.subscribe(&topics).map_err(|e| Error::Topic {
+        topic: topics.join(", "),
+        reason: format!("cannot subscribe: {e}"),
+    })?;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),

@@ -75,7 +75,9 @@ fn injected_imperfections_do_not_change_the_underlying_events() {
 
 #[test]
 fn every_stream_appears_and_keys_match_the_key_field() {
-    let records: Vec<SimRecord> = Simulator::new(config(Scenario::Normal, 1)).take(10_000).collect();
+    let records: Vec<SimRecord> = Simulator::new(config(Scenario::Normal, 1))
+        .take(10_000)
+        .collect();
     let mut per_stream: HashMap<Stream, usize> = HashMap::new();
     for r in &records {
         *per_stream.entry(r.stream).or_default() += 1;
@@ -90,10 +92,16 @@ fn every_stream_appears_and_keys_match_the_key_field() {
         assert!(round_trip_ok, "{}", String::from_utf8_lossy(&r.payload));
     }
     for stream in Stream::ALL {
-        assert!(per_stream.get(&stream).copied().unwrap_or(0) > 300, "{per_stream:?}");
+        assert!(
+            per_stream.get(&stream).copied().unwrap_or(0) > 300,
+            "{per_stream:?}"
+        );
     }
     // Clean events come in event-time order.
-    let times: Vec<_> = records.iter().map(|r| r.event.as_ref().unwrap().event_time()).collect();
+    let times: Vec<_> = records
+        .iter()
+        .map(|r| r.event.as_ref().unwrap().event_time())
+        .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]));
 }
 
@@ -139,9 +147,19 @@ fn fault_scenario_stops_the_line_until_maintenance_ends() {
             .map(|p| p.quantity_good + p.quantity_scrap)
             .sum()
     };
-    assert!(output(0.0, to_min(fault)) > 1_000, "line runs before the fault");
-    assert_eq!(output(to_min(fault), to_min(running)), 0, "no output while down");
-    assert!(output(to_min(running), 80.0) > 1_000, "line runs after maintenance");
+    assert!(
+        output(0.0, to_min(fault)) > 1_000,
+        "line runs before the fault"
+    );
+    assert_eq!(
+        output(to_min(fault), to_min(running)),
+        0,
+        "no output while down"
+    );
+    assert!(
+        output(to_min(running), 80.0) > 1_000,
+        "line runs after maintenance"
+    );
 
     let states: Vec<(f64, MachineState, Option<String>)> = events
         .iter()
@@ -149,7 +167,11 @@ fn fault_scenario_stops_the_line_until_maintenance_ends() {
             Event::Equipment(q)
                 if q.device_id == Scenario::FAULT_DEVICE && q.kind == EquipmentKind::State =>
             {
-                Some((offset_min(&cfg, q.event_time), q.state, q.fault_code.clone()))
+                Some((
+                    offset_min(&cfg, q.event_time),
+                    q.state,
+                    q.fault_code.clone(),
+                ))
             }
             _ => None,
         })
@@ -157,7 +179,11 @@ fn fault_scenario_stops_the_line_until_maintenance_ends() {
     assert_eq!(
         states,
         vec![
-            (to_min(fault), MachineState::Fault, Some("E-HYD-PRESSURE".into())),
+            (
+                to_min(fault),
+                MachineState::Fault,
+                Some("E-HYD-PRESSURE".into())
+            ),
             (to_min(maintenance), MachineState::Maintenance, None),
             (to_min(running), MachineState::Running, None),
         ]
@@ -186,7 +212,13 @@ fn fault_scenario_stops_the_line_until_maintenance_ends() {
 }
 
 /// Units produced and net units sold of `sku` between two offsets (minutes).
-fn produced_and_sold(events: &[Event], cfg: &SimConfig, sku: &str, from: f64, to: f64) -> (f64, f64) {
+fn produced_and_sold(
+    events: &[Event],
+    cfg: &SimConfig,
+    sku: &str,
+    from: f64,
+    to: f64,
+) -> (f64, f64) {
     let mut produced = 0.0;
     let mut sold = 0.0;
     for e in events {
@@ -224,9 +256,15 @@ fn mismatch_scenario_makes_produced_and_sold_diverge_then_recover() {
     assert!(short_ratio < 0.5, "{short} produced/sold = {short_ratio}");
     for sku in [over, short] {
         let normal_ratio = ratio(&n_events, &normal, sku, 30.0, 75.0);
-        assert!((0.75..1.3).contains(&normal_ratio), "normal {sku}: {normal_ratio}");
+        assert!(
+            (0.75..1.3).contains(&normal_ratio),
+            "normal {sku}: {normal_ratio}"
+        );
         let recovered = ratio(&m_events, &mismatch, sku, 120.0, 180.0);
-        assert!((0.75..1.3).contains(&recovered), "recovered {sku}: {recovered}");
+        assert!(
+            (0.75..1.3).contains(&recovered),
+            "recovered {sku}: {recovered}"
+        );
     }
 }
 
@@ -242,13 +280,16 @@ fn imperfections_come_in_the_fractions_asked_for() {
     let n = 60_000;
     let records: Vec<SimRecord> = Simulator::new(cfg.clone()).take(n).collect();
     let frac = |count: usize| count as f64 / n as f64;
-    let count_timing =
-        |t: Timing| records.iter().filter(|r| r.timing == t).count();
+    let count_timing = |t: Timing| records.iter().filter(|r| r.timing == t).count();
     assert!((frac(count_timing(Timing::OutOfOrder)) - 0.10).abs() < 0.01);
     assert!((frac(count_timing(Timing::Late)) - 0.05).abs() < 0.01);
     for kind in MalformedKind::ALL {
         let count = records.iter().filter(|r| r.malformed == Some(kind)).count();
-        assert!((frac(count) - 0.05).abs() < 0.007, "{kind}: {}", frac(count));
+        assert!(
+            (frac(count) - 0.05).abs() < 0.007,
+            "{kind}: {}",
+            frac(count)
+        );
     }
 
     for r in &records {
@@ -261,14 +302,22 @@ fn imperfections_come_in_the_fractions_asked_for() {
         match r.malformed {
             None => assert!(parsed.is_ok()),
             Some(kind) => {
-                let err = parsed.expect_err("a malformed record must not parse").to_string();
+                let err = parsed
+                    .expect_err("a malformed record must not parse")
+                    .to_string();
                 let expected = match kind {
-                    MalformedKind::InvalidJson => serde_json::from_slice::<serde_json::Value>(&r.payload).is_err(),
+                    MalformedKind::InvalidJson => {
+                        serde_json::from_slice::<serde_json::Value>(&r.payload).is_err()
+                    }
                     MalformedKind::WrongType => err.contains("invalid type"),
                     MalformedKind::MissingField => err.contains("missing field"),
                     MalformedKind::BadTimestamp => err.contains("RFC 3339"),
                 };
-                assert!(expected, "{kind}: {err}: {}", String::from_utf8_lossy(&r.payload));
+                assert!(
+                    expected,
+                    "{kind}: {err}: {}",
+                    String::from_utf8_lossy(&r.payload)
+                );
             }
         }
     }
@@ -305,12 +354,22 @@ fn imperfections_come_in_the_fractions_asked_for() {
 
 #[test]
 fn invalid_fractions_are_refused_with_the_option_named() {
-    let err = SimConfig { malformed: 1.5, ..SimConfig::default() }
-        .validate()
-        .unwrap_err();
-    assert!(err.contains("--malformed") && err.contains("between 0 and 1"), "{err}");
-    let err = SimConfig { late: 0.7, out_of_order: 0.6, ..SimConfig::default() }
-        .validate()
-        .unwrap_err();
+    let err = SimConfig {
+        malformed: 1.5,
+        ..SimConfig::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(
+        err.contains("--malformed") && err.contains("between 0 and 1"),
+        "{err}"
+    );
+    let err = SimConfig {
+        late: 0.7,
+        out_of_order: 0.6,
+        ..SimConfig::default()
+    }
+    .validate()
+    .unwrap_err();
     assert!(err.contains("--late"), "{err}");
 }

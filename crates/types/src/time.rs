@@ -59,9 +59,9 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::
         #[serde(borrow)]
         Text(std::borrow::Cow<'a, str>),
     }
-    match Wire::deserialize(d).map_err(|_| {
-        de::Error::custom("expected RFC 3339 text or integer epoch milliseconds")
-    })? {
+    match Wire::deserialize(d)
+        .map_err(|_| de::Error::custom("expected RFC 3339 text or integer epoch milliseconds"))?
+    {
         Wire::Millis(ms) => from_epoch_ms(ms).map_err(de::Error::custom),
         Wire::Text(text) => parse_rfc3339(&text).map_err(de::Error::custom),
     }
@@ -88,6 +88,9 @@ mod tests {
     #[test]
     fn bad_text_names_the_value_and_the_expected_forms() {
         let err = parse_rfc3339("yesterday").unwrap_err().to_string();
-        assert!(err.contains("'yesterday'") && err.contains("RFC 3339"), "{err}");
+        assert!(
+            err.contains("'yesterday'") && err.contains("RFC 3339"),
+            "{err}"
+        );
     }
 }

@@ -15,9 +15,7 @@ fn t(text: &str) -> DateTime<Utc> {
 }
 
 fn decode(stream: Stream, json: &[u8]) -> RecordBatch {
-    let mut decoder = ReaderBuilder::new(stream.schema())
-        .build_decoder()
-        .unwrap();
+    let mut decoder = ReaderBuilder::new(stream.schema()).build_decoder().unwrap();
     decoder.decode(json).unwrap();
     decoder.flush().unwrap().expect("one row")
 }
@@ -62,7 +60,10 @@ where
     writer.finish().unwrap();
     let back: Vec<E> = serde_json::from_slice(&writer.into_inner()).unwrap();
     assert_eq!(back, vec![serde_json::from_slice::<E>(&json).unwrap()]);
-    assert_eq!(&back[0], event, "{stream}: event changed on the way through Arrow");
+    assert_eq!(
+        &back[0], event,
+        "{stream}: event changed on the way through Arrow"
+    );
 }
 
 #[test]
@@ -196,7 +197,9 @@ fn schemas_carry_their_version_and_key_field() {
     for stream in Stream::ALL {
         let schema = stream.schema();
         assert_eq!(
-            schema.metadata().get(kpiflow_types::stream::SCHEMA_VERSION_KEY),
+            schema
+                .metadata()
+                .get(kpiflow_types::stream::SCHEMA_VERSION_KEY),
             Some(&kpiflow_types::stream::SCHEMA_VERSION.to_string())
         );
         assert!(schema.field_with_name(stream.key_field()).is_ok());

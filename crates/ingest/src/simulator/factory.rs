@@ -138,15 +138,27 @@ mod tests {
             assert!(line.capacity_per_hour > 0.0);
         }
         for sku in &f.skus {
-            assert!(categories.contains(&sku.category), "no line makes {}", sku.sku);
+            assert!(
+                categories.contains(&sku.category),
+                "no line makes {}",
+                sku.sku
+            );
         }
         for device in &f.devices {
             assert!(lines.contains(&device.line_id), "{}", device.device_id);
-            let line = f.lines.iter().find(|l| l.line_id == device.line_id).unwrap();
+            let line = f
+                .lines
+                .iter()
+                .find(|l| l.line_id == device.line_id)
+                .unwrap();
             assert_eq!(line.plant_id, device.plant_id, "{}", device.device_id);
         }
         for store in &f.stores {
-            assert!(regions.contains(store.region.as_str()), "{}", store.store_id);
+            assert!(
+                regions.contains(store.region.as_str()),
+                "{}",
+                store.store_id
+            );
             assert!(
                 kpiflow_types::Channel::ALL
                     .iter()

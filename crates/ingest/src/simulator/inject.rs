@@ -71,7 +71,7 @@ pub fn malform(kind: MalformedKind, stream: Stream, json: &[u8], rng: &mut ChaCh
             let text = String::from_utf8_lossy(json).into_owned();
             match rng.random_range(0..3) {
                 // A record cut short, as a crashed writer leaves it.
-                0 => text[..rng.random_range(1..text.len() - 1)].as_bytes().to_vec(),
+                0 => json[..rng.random_range(1..json.len() - 1)].to_vec(),
                 // Doubled comma: arrow-json 59 is known to accept this silently.
                 1 => text.replacen(',', ",,", 1).into_bytes(),
                 _ => format!("{text} trailing}}").into_bytes(),
@@ -98,12 +98,7 @@ pub fn malform(kind: MalformedKind, stream: Stream, json: &[u8], rng: &mut ChaCh
             serde_json::to_vec(&object).expect("a JSON map serializes")
         }
         MalformedKind::BadTimestamp => {
-            const BAD: [&str; 4] = [
-                "2026-13-45T25:61:00Z",
-                "11/11/2026 10:00",
-                "yesterday",
-                "",
-            ];
+            const BAD: [&str; 4] = ["2026-13-45T25:61:00Z", "11/11/2026 10:00", "yesterday", ""];
             let bad = BAD[rng.random_range(0..BAD.len())];
             object.insert("event_time".to_owned(), Value::String(bad.to_owned()));
             serde_json::to_vec(&object).expect("a JSON map serializes")

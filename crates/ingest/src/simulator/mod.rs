@@ -187,7 +187,8 @@ impl Simulator {
         let json = event.to_json();
         let broken = self.inject_rng.random::<f64>() < self.config.malformed;
         if broken {
-            let kind = MalformedKind::ALL[self.inject_rng.random_range(0..MalformedKind::ALL.len())];
+            let kind =
+                MalformedKind::ALL[self.inject_rng.random_range(0..MalformedKind::ALL.len())];
             let payload = inject::malform(kind, stream, &json, &mut self.inject_rng);
             SimRecord {
                 stream,

@@ -15,8 +15,8 @@ use kpiflow_types::{
     ProductionEvent, SaleKind, SalesEvent, ShipmentStatus, Stream,
 };
 use rand::Rng;
-use rand::distr::weighted::WeightedIndex;
 use rand::distr::Distribution;
+use rand::distr::weighted::WeightedIndex;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Exp, Poisson};
 
@@ -137,8 +137,12 @@ struct Due {
 enum LineStatus {
     Running,
     /// Stopped; `device` is the index of the device that failed.
-    Fault { device: usize },
-    Maintenance { device: usize },
+    Fault {
+        device: usize,
+    },
+    Maintenance {
+        device: usize,
+    },
 }
 
 struct LineState {
@@ -308,7 +312,9 @@ impl Model {
         if mean <= 0.0 {
             return 0;
         }
-        Poisson::new(mean).expect("positive mean").sample(&mut self.rng) as u64
+        Poisson::new(mean)
+            .expect("positive mean")
+            .sample(&mut self.rng) as u64
     }
 
     fn schedule(&mut self, at_ms: i64, event: Event) {
@@ -487,8 +493,8 @@ impl Model {
             let carrier = self.rng.random_range(0..self.factory.carriers.len());
             let quantity = self.rng.random_range(10..=200);
             let sla_ms = (self.factory.carriers[carrier].sla_hours * HOUR_MS as f64) as i64;
-            let delayed = self.rng.random::<f64>()
-                < self.factory.carriers[carrier].delay_rate * delay_factor;
+            let delayed =
+                self.rng.random::<f64>() < self.factory.carriers[carrier].delay_rate * delay_factor;
             let shipped = picked + self.rng.random_range(10..40) * MINUTE_MS;
             let promised = picked + sla_ms;
             let delivered = if delayed {
@@ -532,7 +538,12 @@ impl Model {
             let stop = self.stops[i];
             let mut changes: Vec<(i64, LineStatus)> = Vec::new();
             for (at, status) in [
-                (stop.fault_ms, LineStatus::Fault { device: stop.device }),
+                (
+                    stop.fault_ms,
+                    LineStatus::Fault {
+                        device: stop.device,
+                    },
+                ),
                 (
                     stop.maintenance_ms,
                     LineStatus::Maintenance {
@@ -629,7 +640,11 @@ impl Model {
                 .collect();
             let capacity = line.capacity_per_hour / 3600.0;
             let total: f64 = wanted.iter().sum();
-            let scale = if total > capacity { capacity / total } else { 1.0 };
+            let scale = if total > capacity {
+                capacity / total
+            } else {
+                1.0
+            };
             let step_s = STEP_MS as f64 / 1000.0;
             for (owed, want) in self.lines[l].owed.iter_mut().zip(&wanted) {
                 *owed += want * scale * step_s;
@@ -727,11 +742,12 @@ impl Model {
                 let running = state == MachineState::Running;
                 // Heat and vibration climb over the minutes before this device fails.
                 let to_fault = line.next_fault_ms - at;
-                let precursor = if line.fault_device == d && (0..FAULT_PRECURSOR_MS).contains(&to_fault) {
-                    1.0 - to_fault as f64 / FAULT_PRECURSOR_MS as f64
-                } else {
-                    0.0
-                };
+                let precursor =
+                    if line.fault_device == d && (0..FAULT_PRECURSOR_MS).contains(&to_fault) {
+                        1.0 - to_fault as f64 / FAULT_PRECURSOR_MS as f64
+                    } else {
+                        0.0
+                    };
                 let base = self.devices[d].base_temperature;
                 let temperature = if running { base + 8.0 } else { base - 5.0 }
                     + precursor * 25.0
@@ -746,7 +762,8 @@ impl Model {
             }
             while self.devices[d].next_inspection_ms < t1 {
                 let at = self.devices[d].next_inspection_ms;
-                self.devices[d].next_inspection_ms = at + self.exp_ms(INSPECTION_MEAN_MS).max(MINUTE_MS);
+                self.devices[d].next_inspection_ms =
+                    at + self.exp_ms(INSPECTION_MEAN_MS).max(MINUTE_MS);
                 let inspection = match self.rng.random::<f64>() {
                     p if p < 0.55 => Inspection::Disinfection,
                     p if p < 0.95 => Inspection::Safety,
