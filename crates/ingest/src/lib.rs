@@ -2,6 +2,7 @@
 //! the consumers that read the four streams. No other kpiflow crate links
 //! rdkafka.
 
+pub mod decode;
 pub mod embedded;
 pub mod error;
 pub mod kafka;

@@ -6,6 +6,7 @@
 //! decoders and the SQL tables can never disagree about a field.
 
 pub mod event;
+pub mod source;
 pub mod stream;
 pub mod time;
 
@@ -13,4 +14,5 @@ pub use event::{
     Channel, EquipmentEvent, EquipmentKind, Inspection, LogisticsEvent, MachineState,
     ProductionEvent, SaleKind, SalesEvent, ShipmentStatus,
 };
+pub use source::{DeadLetter, DeadLetterKind, PartitionProgress, SourceBatch};
 pub use stream::{Stream, UnknownStream};
