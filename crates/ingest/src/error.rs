@@ -29,6 +29,10 @@ pub enum Error {
     #[error("topic '{topic}': {reason}")]
     Topic { topic: String, reason: String },
 
+    /// Committing offsets failed (e.g. the partition was revoked). Retry at the next checkpoint.
+    #[error("cannot commit offsets: {0}")]
+    Commit(String),
+
     /// Some records were not acknowledged by the broker. Retrying may help.
     #[error("{failed} records were not acknowledged by the broker (first error: {first_error})")]
     Delivery { failed: u64, first_error: String },

@@ -8,6 +8,7 @@ pub mod error;
 pub mod kafka;
 pub mod produce;
 pub mod simulator;
+pub mod source;
 pub mod tap;
 
 pub use error::{Error, Result};
