@@ -1,6 +1,7 @@
 //! `kpiflow demo`: everything in one process with no outside service — an
-//! embedded Kafka cluster, the simulator producing into it, and a consumer
-//! whose per-topic rates are printed every second until Ctrl-C.
+//! embedded Kafka cluster, the simulator producing into it, and the Kafka
+//! source decoding it into Arrow batches and dead letters; per-topic rates are
+//! printed every second until Ctrl-C.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kpiflow_ingest::embedded::EmbeddedKafka;
 use kpiflow_ingest::produce::{Limit, ProduceOptions, Progress, produce};
-use kpiflow_ingest::tap::{TapCounts, count_topics};
+use kpiflow_ingest::source::{SourceConfig, start};
 use kpiflow_types::Stream;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -53,17 +54,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let cancel = CancellationToken::new();
     let progress = Arc::new(Progress::default());
-    let counts = Arc::new(TapCounts::default());
     let producer = {
         let (options, progress, cancel) = (options.clone(), progress.clone(), cancel.clone());
         tokio::spawn(async move { produce(&options, &progress, &cancel).await })
     };
-    let consumer = {
-        let (brokers, counts, cancel) = (brokers.clone(), counts.clone(), cancel.clone());
-        tokio::spawn(
-            async move { count_topics(&brokers, "kpiflow-demo", &[], &counts, &cancel).await },
-        )
-    };
+    let mut source_config = SourceConfig::new(brokers.clone(), "kpiflow-demo");
+    source_config.properties = vec![("session.timeout.ms".into(), "6000".into())];
+    let source = start(source_config, cancel.clone()).await?;
+    let counts = Arc::new(Counts::default());
+    let consumer = tokio::spawn(drain(source, counts.clone()));
 
     let started = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -89,10 +88,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let event_time = crate::display::event_time(progress.event_time_ms.load(Ordering::Relaxed));
         println!(
-            "{:>5.0}s  {}  | consumed {} of {} produced | event time {event_time}",
+            "{:>5.0}s  {}  | decoded {} + {} dead letters of {} produced | event time {event_time}",
             started.elapsed().as_secs_f64(),
             rates.join("  "),
             thousands(now.iter().sum()),
+            thousands(counts.dead_letters.load(Ordering::Relaxed)),
             thousands(progress.acked.load(Ordering::Relaxed)),
         );
         let _ = std::io::stdout().flush();
@@ -112,10 +112,49 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .context("the consumer did not stop in time")?
         .context("the consumer task failed")??;
     println!(
-        "stopped: {} records produced and acknowledged, {} consumed",
+        "stopped: {} records produced and acknowledged, {} decoded into rows, {} dead letters",
         thousands(summary.acked()),
-        thousands(counts.records().iter().sum())
+        thousands(counts.records().iter().sum()),
+        thousands(counts.dead_letters.load(Ordering::Relaxed)),
     );
     drop(kafka);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Rows decoded per stream (in [`Stream::ALL`] order) and dead letters.
+#[derive(Debug, Default)]
+struct Counts {
+    rows: [std::sync::atomic::AtomicU64; 4],
+    dead_letters: std::sync::atomic::AtomicU64,
+}
+
+impl Counts {
+    fn records(&self) -> [u64; 4] {
+        std::array::from_fn(|i| self.rows[i].load(Ordering::Relaxed))
+    }
+}
+
+/// Takes the source's batches and dead letters until it stops, counting them.
+async fn drain(
+    mut source: kpiflow_ingest::source::Source,
+    counts: Arc<Counts>,
+) -> kpiflow_ingest::Result<()> {
+    loop {
+        tokio::select! {
+            batch = source.batches.recv() => match batch {
+                Some(batch) => {
+                    let i = Stream::ALL.iter().position(|s| *s == batch.stream).unwrap_or(0);
+                    counts.rows[i].fetch_add(batch.rows.num_rows() as u64, Ordering::Relaxed);
+                }
+                None => break,
+            },
+            Some(_) = source.dead_letters.recv() => {
+                counts.dead_letters.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    source
+        .task
+        .await
+        .map_err(|e| kpiflow_ingest::Error::ClientConfig(format!("source task failed: {e}")))?
 }

@@ -4,10 +4,20 @@
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use kpiflow_types::Stream;
 
 use crate::error::{Error, Result};
+
+/// A Kafka API whose requests the embedded cluster can be told to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultyApi {
+    Produce,
+    Fetch,
+    Metadata,
+    OffsetCommit,
+}
 
 /// A running mock cluster; it stops when dropped.
 pub struct EmbeddedKafka {
@@ -39,5 +49,27 @@ impl EmbeddedKafka {
                 })?;
         }
         Ok(())
+    }
+
+    /// Fails the next `count` requests of `api` with retriable errors
+    /// (alternately "not leader for partition" and "request timed out"), as a
+    /// leader election or an overloaded broker would.
+    pub fn fail_requests(&self, api: FaultyApi, count: usize) {
+        let key = match api {
+            FaultyApi::Produce => RDKafkaApiKey::Produce,
+            FaultyApi::Fetch => RDKafkaApiKey::Fetch,
+            FaultyApi::Metadata => RDKafkaApiKey::Metadata,
+            FaultyApi::OffsetCommit => RDKafkaApiKey::OffsetCommit,
+        };
+        let errors: Vec<RDKafkaRespErr> = (0..count)
+            .map(|i| {
+                if i % 2 == 0 {
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION
+                } else {
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT
+                }
+            })
+            .collect();
+        self.cluster.request_errors(key, &errors);
     }
 }

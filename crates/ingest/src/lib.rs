@@ -9,6 +9,5 @@ pub mod kafka;
 pub mod produce;
 pub mod simulator;
 pub mod source;
-pub mod tap;
 
 pub use error::{Error, Result};

@@ -192,7 +192,8 @@ impl TopicDecoder {
     ) -> (Option<RecordBatch>, Vec<DeadLetter>) {
         let mut good: Vec<(RecordBatch, Range<usize>)> = Vec::new();
         let mut bad: Vec<(usize, String)> = Vec::new();
-        let mut todo = vec![0..held.len()];
+        let mut todo: Vec<Range<usize>> = Vec::new();
+        todo.push(0..held.len());
         while let Some(range) = todo.pop() {
             let mut decoder = new_decoder(&self.table_schema, self.max_rows);
             let mut outcome = Ok(());

@@ -1,0 +1,227 @@
+//! End-to-end consume rate of the Kafka source (decode, dead letters, batches)
+//! as a ratio to librdkafka's raw consume rate of the same messages, both
+//! against the same local broker in the same run.
+//!
+//! `cargo bench -p kpiflow-benches --bench consume` uses the embedded mock
+//! cluster; set `KPIFLOW_BENCH_BROKERS=host:port` to use another broker
+//! (its stream topics must be empty or absent; they are created).
+//! `KPIFLOW_BENCH_RECORDS` (default 200000, over 8 partitions: the mock cluster keeps at most 5 MB per partition) and `KPIFLOW_BENCH_RUNS` (5).
+//! For investigation: `KPIFLOW_BENCH_LINGER_MS` sets the source's linger and
+//! `KPIFLOW_BENCH_SOURCE_PROPERTY=key=value` adds one librdkafka property.
+
+use std::time::{Duration, Instant};
+
+use kpiflow_ingest::embedded::EmbeddedKafka;
+use kpiflow_ingest::produce::{Limit, ProduceOptions, Progress, produce};
+use kpiflow_ingest::simulator::{Scenario, SimConfig};
+use kpiflow_ingest::source::{SourceConfig, start};
+use kpiflow_types::Stream;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+const PARTITIONS: i32 = 8;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// librdkafka alone: every message of the stream topics, payload touched.
+fn raw_consume(brokers: &str, n: u64) -> Duration {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "kpiflow-bench-raw")
+        .set("enable.auto.commit", "false")
+        .set("queued.max.messages.kbytes", "8192")
+        .create()
+        .expect("raw consumer");
+    let mut tpl = TopicPartitionList::new();
+    for s in Stream::ALL {
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(s.name(), p, Offset::Beginning)
+                .unwrap();
+        }
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut count = 0u64;
+    let mut bytes = 0usize;
+    let mut first: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while count < n {
+        assert!(
+            Instant::now() < deadline,
+            "raw consumer: only {count} of {n} records in 300 s"
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            bytes += m.payload().map_or(0, |p| p.len());
+            count += 1;
+        }
+    }
+    std::hint::black_box(bytes);
+    first.expect("some messages").elapsed()
+}
+
+/// rdkafka's StreamConsumer in a consumer group, `recv` in a loop: what the
+/// source is built on, without decoding.
+async fn stream_consume(brokers: &str, n: u64, run: usize) -> Duration {
+    use rdkafka::consumer::StreamConsumer;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("kpiflow-bench-stream-{run}"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("queued.max.messages.kbytes", "8192")
+        .create()
+        .expect("stream consumer");
+    let topics: Vec<&str> = Stream::ALL.iter().map(|s| s.name()).collect();
+    let begun = Instant::now();
+    consumer.subscribe(&topics).unwrap();
+    let mut count = 0u64;
+    let mut bytes = 0usize;
+    let mut first: Option<Instant> = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while count < n {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => panic!("stream consumer: only {count} of {n} records in 300 s"),
+            m = consumer.recv() => if let Ok(m) = m {
+                first.get_or_insert_with(Instant::now);
+                bytes += m.payload().map_or(0, |p| p.len());
+                count += 1;
+            }
+        }
+    }
+    std::hint::black_box(bytes);
+    eprintln!("    stream consumer: {:?} since subscribe", begun.elapsed());
+    first.expect("some messages").elapsed()
+}
+
+/// The kpiflow source, from its first record to its last row or dead letter.
+async fn source_consume(brokers: &str, n: u64, run: usize) -> Duration {
+    let mut config = SourceConfig::new(brokers, format!("kpiflow-bench-source-{run}"));
+    config.properties = vec![("session.timeout.ms".into(), "6000".into())];
+    if let Ok(ms) = std::env::var("KPIFLOW_BENCH_LINGER_MS") {
+        config.linger = Duration::from_millis(ms.parse().unwrap());
+    }
+    if let Ok(extra) = std::env::var("KPIFLOW_BENCH_SOURCE_PROPERTY")
+        && let Some((k, v)) = extra.split_once('=')
+    {
+        config.properties.push((k.into(), v.into()));
+    }
+    let cancel = CancellationToken::new();
+    let begun = Instant::now();
+    let mut source = start(config, cancel.clone()).await.expect("source");
+    let mut count = 0u64;
+    let mut first: Option<Instant> = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while count < n {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => panic!("source: only {count} of {n} records in 300 s"),
+            Some(batch) = source.batches.recv() => {
+                if batch.rows.num_rows() > 0 {
+                    first.get_or_insert_with(Instant::now);
+                }
+                count += batch.rows.num_rows() as u64;
+            }
+            Some(_) = source.dead_letters.recv() => count += 1,
+        }
+    }
+    let took = first.expect("some rows").elapsed();
+    let stats = source.handle.stats();
+    eprintln!(
+        "    source: {:?} since start, {took:?} since first rows, {} batches, {} pauses",
+        begun.elapsed(),
+        stats.batches.load(std::sync::atomic::Ordering::Relaxed),
+        stats.pauses.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    cancel.cancel();
+    let _ = source.task.await;
+    took
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let n = env_number("KPIFLOW_BENCH_RECORDS", 200_000);
+    let runs = env_number("KPIFLOW_BENCH_RUNS", 5) as usize;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let embedded;
+    let brokers = match std::env::var("KPIFLOW_BENCH_BROKERS") {
+        Ok(b) => b,
+        Err(_) => {
+            embedded = EmbeddedKafka::start(1).expect("embedded cluster");
+            embedded.create_stream_topics(PARTITIONS).expect("topics");
+            embedded.bootstrap_servers()
+        }
+    };
+    let sim = SimConfig {
+        seed: 4,
+        scenario: Scenario::Peak,
+        malformed: 0.01,
+        ..SimConfig::default()
+    };
+    let mut options = ProduceOptions::new(brokers.clone(), sim, 1e9, Limit::Count(n));
+    options.partitions = PARTITIONS;
+    options.create_topics = std::env::var("KPIFLOW_BENCH_BROKERS").is_ok();
+    eprintln!("producing {n} records to {brokers}");
+    let summary = runtime
+        .block_on(produce(
+            &options,
+            &Progress::default(),
+            &CancellationToken::new(),
+        ))
+        .expect("produce the bench records");
+    assert_eq!(summary.acked(), n);
+    {
+        let probe: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .unwrap();
+        let mut kept = 0;
+        for s in Stream::ALL {
+            for p in 0..PARTITIONS {
+                let (low, high) = probe
+                    .fetch_watermarks(s.name(), p, Duration::from_secs(10))
+                    .unwrap();
+                kept += high - low;
+            }
+        }
+        assert_eq!(
+            kept, n as i64,
+            "the broker dropped old records (the mock cluster keeps 5 MB per partition): lower KPIFLOW_BENCH_RECORDS"
+        );
+    }
+    println!("consume: {n} records (1% malformed), {runs} runs each, {brokers}");
+
+    let mut raw = Vec::new();
+    let mut ours = Vec::new();
+    for run in 0..runs {
+        let r = raw_consume(&brokers, n).as_secs_f64();
+        let c = runtime
+            .block_on(stream_consume(&brokers, n, run))
+            .as_secs_f64();
+        let s = runtime
+            .block_on(source_consume(&brokers, n, run))
+            .as_secs_f64();
+        println!(
+            "  run {run}: raw {:.0} rec/s, stream consumer {:.0} rec/s, kpiflow source {:.0} rec/s",
+            n as f64 / r,
+            n as f64 / c,
+            n as f64 / s
+        );
+        raw.push(n as f64 / r);
+        ours.push(n as f64 / s);
+    }
+    let (raw, ours) = (median(raw), median(ours));
+    println!(
+        "median: raw librdkafka {raw:.0} rec/s, kpiflow source {ours:.0} rec/s, ratio {:.2}",
+        ours / raw
+    );
+}
