@@ -247,7 +247,10 @@ fn demo_shows_live_rates_for_every_topic_and_exits_zero_on_ctrl_c() {
             }
         }
     };
-    assert!(live.contains("decoded") && live.contains("dead letters"), "{live}");
+    assert!(
+        live.contains("decoded") && live.contains("dead letters"),
+        "{live}"
+    );
 
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
