@@ -6,6 +6,7 @@
 //! cluster; set `KPIFLOW_BENCH_BROKERS=host:port` to use another broker
 //! (its stream topics must be empty or absent; they are created).
 //! `KPIFLOW_BENCH_RECORDS` (default 200000, over 8 partitions: the mock cluster keeps at most 5 MB per partition) and `KPIFLOW_BENCH_RUNS` (5).
+//! `KPIFLOW_BENCH_MALFORMED` (0.01) is the fraction of malformed records.
 //! For investigation: `KPIFLOW_BENCH_LINGER_MS` sets the source's linger and
 //! `KPIFLOW_BENCH_SOURCE_PROPERTY=key=value` adds one librdkafka property.
 
@@ -133,14 +134,26 @@ async fn source_consume(brokers: &str, n: u64, run: usize) -> Duration {
     let took = first.expect("some rows").elapsed();
     let stats = source.handle.stats();
     eprintln!(
-        "    source: {:?} since start, {took:?} since first rows, {} batches, {} pauses",
+        "    source: {:?} since start, {took:?} since first rows, {} batches, {} pauses, {} records dropped at revocation, {} records received",
         begun.elapsed(),
         stats.batches.load(std::sync::atomic::Ordering::Relaxed),
-        stats.pauses.load(std::sync::atomic::Ordering::Relaxed)
+        stats.pauses.load(std::sync::atomic::Ordering::Relaxed),
+        stats
+            .revoked_records
+            .load(std::sync::atomic::Ordering::Relaxed),
+        stats.records.load(std::sync::atomic::Ordering::Relaxed),
     );
     cancel.cancel();
     let _ = source.task.await;
     took
+}
+
+/// `KPIFLOW_BENCH_MALFORMED`, default 0.01.
+fn malformed_fraction() -> f64 {
+    std::env::var("KPIFLOW_BENCH_MALFORMED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.01)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -164,7 +177,7 @@ fn main() {
     let sim = SimConfig {
         seed: 4,
         scenario: Scenario::Peak,
-        malformed: 0.01,
+        malformed: malformed_fraction(),
         ..SimConfig::default()
     };
     let mut options = ProduceOptions::new(brokers.clone(), sim, 1e9, Limit::Count(n));
@@ -198,7 +211,10 @@ fn main() {
             "the broker dropped old records (the mock cluster keeps 5 MB per partition): lower KPIFLOW_BENCH_RECORDS"
         );
     }
-    println!("consume: {n} records (1% malformed), {runs} runs each, {brokers}");
+    println!(
+        "consume: {n} records ({:.1}% malformed), {runs} runs each, {brokers}",
+        malformed_fraction() * 100.0
+    );
 
     let mut raw = Vec::new();
     let mut ours = Vec::new();

