@@ -193,8 +193,14 @@ pub async fn start(config: SourceConfig, cancel: CancellationToken) -> Result<So
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", &config.auto_offset_reset)
         .set("enable.partition.eof", "false")
-        // Bounds librdkafka's prefetch per partition (default 64 MiB).
-        .set("queued.max.messages.kbytes", "8192")
+        // Bounds librdkafka's prefetch (default 64 MiB for the consumer queue).
+        .set("queued.max.messages.kbytes", "16384")
+        // When the prefetch queue is over its bound librdkafka re-checks after
+        // this long before fetching again (default 1 s). A source that decodes
+        // a little slower than the broker delivers hits the bound all the time;
+        // with the default it read 84k records/s, with 10 ms 392k (bench
+        // `consume`, mock cluster, 100k records).
+        .set("fetch.queue.backoff.ms", "10")
         .set("statistics.interval.ms", "500");
     for (key, value) in &config.properties {
         client.set(key, value);
