@@ -35,7 +35,8 @@ pub struct SourceContext {
     pub ends: Mutex<HashMap<(String, i32), PartitionEnds>>,
 }
 
-fn pairs(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+/// The (topic, partition) pairs of a list.
+pub(crate) fn pairs(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements()
         .iter()
         .map(|e| (e.topic().to_owned(), e.partition()))

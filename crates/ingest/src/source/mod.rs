@@ -165,12 +165,7 @@ impl SourceHandle {
     pub fn assignment(&self) -> Vec<(String, i32)> {
         self.consumer
             .assignment()
-            .map(|tpl| {
-                tpl.elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect()
-            })
+            .map(|tpl| context::pairs(&tpl))
             .unwrap_or_default()
     }
 }
@@ -713,12 +708,7 @@ impl Worker {
         let assigned: HashSet<(String, i32)> = self
             .consumer
             .assignment()
-            .map(|tpl| {
-                tpl.elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect()
-            })
+            .map(|tpl| context::pairs(&tpl).into_iter().collect())
             .unwrap_or_default();
         let mut resume = TopicPartitionList::new();
         for e in paused.elements() {
