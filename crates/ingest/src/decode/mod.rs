@@ -2,9 +2,10 @@
 //! for every record that cannot be decoded, and never a good record lost
 //! because of a bad one.
 //!
-//! Each message is first checked alone for JSON syntax ([`syntax`]), so
-//! arrow-json's decoder only ever sees well-formed single objects and never
-//! ends up in its unusable after-syntax-error state. Type errors (a string
+//! Each message is first checked alone for JSON syntax ([`syntax`]) and its
+//! fields' JSON types ([`fit`]), so arrow-json's decoder only ever sees
+//! well-formed single objects and never ends up in its unusable
+//! after-syntax-error state, and rarely refuses a batch. Type errors (a string
 //! where a number belongs, a missing required field, a bad timestamp) only
 //! show when arrow-json flushes, and fail the whole batch: then the batch's
 //! messages are decoded again in chunks, and failing chunks in halves, until
@@ -13,6 +14,7 @@
 //! ([`diagnose`]).
 
 pub mod diagnose;
+pub mod fit;
 pub mod syntax;
 
 use std::ops::Range;
@@ -53,6 +55,7 @@ pub struct TopicDecoder {
     stream: Stream,
     table_schema: SchemaRef,
     output_schema: SchemaRef,
+    checks: fit::FieldChecks,
     decoder: Decoder,
     arena: Vec<u8>,
     held: Vec<Held>,
@@ -67,6 +70,7 @@ impl TopicDecoder {
         TopicDecoder {
             decoder: new_decoder(&table_schema, max_rows),
             output_schema: stream.source_schema(),
+            checks: fit::FieldChecks::new(&table_schema),
             table_schema,
             stream,
             arena: Vec::new(),
@@ -108,8 +112,19 @@ impl TopicDecoder {
                 ));
             }
         };
-        if let Err(e) = syntax::check_object(payload) {
-            return Err(self.dead_letter(m, DeadLetterKind::InvalidJson, e.to_string()));
+        match self.checks.check(payload) {
+            Err(e) => {
+                return Err(self.dead_letter(m, DeadLetterKind::InvalidJson, e.to_string()));
+            }
+            Ok(false) => {
+                let (kind, reason) = diagnose::diagnose(&self.table_schema, payload, "");
+                // Only what diagnose can name is refused here; anything else
+                // goes to arrow-json, which has the last word at flush.
+                if kind != DeadLetterKind::Other {
+                    return Err(self.dead_letter(m, kind, reason));
+                }
+            }
+            Ok(true) => {}
         }
         match self.decoder.decode(payload) {
             Ok(n) if n == payload.len() && !self.decoder.has_partial_record() => {}

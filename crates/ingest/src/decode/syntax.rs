@@ -59,8 +59,33 @@ static STRING_STOP: [bool; 256] = {
     table
 };
 
+/// A top-level member's value, as [`check_object_members`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member<'a> {
+    /// A string's raw contents between the quotes (escapes not decoded).
+    String(&'a [u8]),
+    /// A number; `integer` when it has no fraction or exponent.
+    Number {
+        integer: bool,
+    },
+    Bool,
+    Null,
+    /// An object or a list.
+    Container,
+}
+
 /// Checks that `bytes` is exactly one JSON object, optionally surrounded by whitespace.
 pub fn check_object(bytes: &[u8]) -> Result<(), SyntaxError> {
+    check_object_members(bytes, |_, _| {})
+}
+
+/// [`check_object`], calling `visit` with each top-level member's raw name
+/// (escapes not decoded) and value as they are read.
+pub fn check_object_members<'a>(
+    bytes: &'a [u8],
+    mut visit: impl FnMut(&'a [u8], Member<'a>),
+) -> Result<(), SyntaxError> {
+    let mut key: &'a [u8] = &[];
     let mut i = skip_ws(bytes, 0);
     match bytes.get(i) {
         None => return err(i, "empty message, expected a JSON object"),
@@ -79,7 +104,11 @@ pub fn check_object(bytes: &[u8]) -> Result<(), SyntaxError> {
         match state {
             State::ObjectStart | State::Key => match c {
                 b'"' => {
+                    let start = i;
                     i = string(bytes, i)?;
+                    if depth == 1 {
+                        key = &bytes[start + 1..i - 1];
+                    }
                     state = State::Colon;
                 }
                 b'}' if state == State::ObjectStart => {
@@ -107,6 +136,9 @@ pub fn check_object(bytes: &[u8]) -> Result<(), SyntaxError> {
                     state = State::AfterValue;
                 }
                 b'{' | b'[' => {
+                    if depth == 1 {
+                        visit(key, Member::Container);
+                    }
                     if depth == MAX_DEPTH {
                         return err(i, "nested deeper than 64 levels");
                     }
@@ -120,16 +152,35 @@ pub fn check_object(bytes: &[u8]) -> Result<(), SyntaxError> {
                     };
                 }
                 b'"' => {
+                    let start = i;
                     i = string(bytes, i)?;
+                    if depth == 1 {
+                        visit(key, Member::String(&bytes[start + 1..i - 1]));
+                    }
                     state = State::AfterValue;
                 }
                 b'-' | b'0'..=b'9' => {
+                    let start = i;
                     i = number(bytes, i)?;
+                    if depth == 1 {
+                        let integer = !bytes[start..i]
+                            .iter()
+                            .any(|b| matches!(b, b'.' | b'e' | b'E'));
+                        visit(key, Member::Number { integer });
+                    }
                     state = State::AfterValue;
                 }
-                b't' => i = literal(bytes, i, b"true", &mut state)?,
-                b'f' => i = literal(bytes, i, b"false", &mut state)?,
-                b'n' => i = literal(bytes, i, b"null", &mut state)?,
+                b't' | b'f' | b'n' => {
+                    let (word, member): (&[u8], _) = match c {
+                        b't' => (b"true", Member::Bool),
+                        b'f' => (b"false", Member::Bool),
+                        _ => (b"null", Member::Null),
+                    };
+                    i = literal(bytes, i, word, &mut state)?;
+                    if depth == 1 {
+                        visit(key, member);
+                    }
+                }
                 b',' => return err(i, "unexpected ',' where a value belongs"),
                 _ => return err(i, "expected a value"),
             },
