@@ -6,6 +6,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::KafkaError;
+use rdkafka::metadata::Metadata;
 
 use crate::error::{Error, Result};
 
@@ -30,19 +31,27 @@ pub fn config_error(error: KafkaError) -> Error {
     }
 }
 
-/// Waits (blocking, at most `timeout`) for cluster metadata, the proof that a
-/// broker answers. Call from a blocking context.
-pub fn check_reachable<C: ClientContext>(
+/// Waits (blocking, at most `timeout`) for the cluster's metadata, the proof
+/// that a broker answers. Call from a blocking context, e.g. [`run_blocking`].
+pub fn cluster_metadata<C: ClientContext>(
     client: &Client<C>,
     brokers: &str,
     timeout: Duration,
-) -> Result<()> {
+) -> Result<Metadata> {
     client
         .fetch_metadata(None, timeout)
-        .map(|_| ())
         .map_err(|e| Error::BrokerUnreachable {
             brokers: brokers.to_owned(),
             timeout,
             reason: e.to_string(),
         })
+}
+
+/// Runs a blocking librdkafka call (metadata, watermarks) off the async runtime.
+pub async fn run_blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| Error::ClientConfig(format!("metadata task failed: {e}")))?
 }

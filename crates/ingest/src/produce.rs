@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use kpiflow_types::Stream;
 
 use crate::error::{Error, Result};
-use crate::kafka::{check_reachable, client_config, config_error};
+use crate::kafka::{client_config, cluster_metadata, config_error, run_blocking};
 use crate::simulator::{MalformedKind, SimConfig, SimRecord, Simulator, Timing};
 
 /// When to stop producing.
@@ -194,9 +194,7 @@ pub async fn produce(
         let producer = producer.clone();
         let brokers = options.brokers.clone();
         let timeout = options.connect_timeout;
-        tokio::task::spawn_blocking(move || check_reachable(producer.client(), &brokers, timeout))
-            .await
-            .map_err(|e| Error::ClientConfig(format!("metadata task failed: {e}")))??;
+        run_blocking(move || cluster_metadata(producer.client(), &brokers, timeout)).await?;
     }
     let admin: AdminClient<DefaultClientContext> = config.create().map_err(config_error)?;
     let partitions = ensure_topics(&admin, &producer, options).await?;

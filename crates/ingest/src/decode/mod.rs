@@ -232,7 +232,6 @@ impl TopicDecoder {
             let outcome = outcome.and_then(|()| decoder.flush().map_err(|e| e.to_string()));
             match outcome {
                 Ok(Some(batch)) if batch.num_rows() == range.len() => good.push((batch, range)),
-                Ok(None) if range.is_empty() => {}
                 outcome if range.len() == 1 => {
                     let error = match outcome {
                         Err(e) => e,

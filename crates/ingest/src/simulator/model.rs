@@ -157,6 +157,8 @@ struct LineState {
     fault_device: usize,
     scrap_rate: f64,
     work_orders: u64,
+    /// Lines making the same category, which split its plan evenly.
+    sharing: f64,
 }
 
 struct DeviceState {
@@ -240,6 +242,11 @@ impl Model {
                     fault_device: 0,
                     scrap_rate: 0.01 + 0.004 * (i % 4) as f64,
                     work_orders: 0,
+                    sharing: factory
+                        .lines
+                        .iter()
+                        .filter(|other| other.category == line.category)
+                        .count() as f64,
                 }
             })
             .collect();
@@ -408,7 +415,7 @@ impl Model {
         self.apply_stops(t0, t1);
         self.plan(t0);
         self.make_production(t0, t1);
-        self.make_equipment(t0, t1);
+        self.make_equipment(t1);
 
         self.now_ms = t1;
         while let Some(Reverse((due, _))) = self.pending.peek() {
@@ -624,12 +631,7 @@ impl Model {
                 continue;
             }
             let line = &self.factory.lines[l];
-            let sharing = self
-                .factory
-                .lines
-                .iter()
-                .filter(|other| other.category == line.category)
-                .count() as f64;
+            let sharing = self.lines[l].sharing;
             let wanted: Vec<f64> = self.lines[l]
                 .skus
                 .iter()
@@ -732,7 +734,7 @@ impl Model {
         }
     }
 
-    fn make_equipment(&mut self, _t0: i64, t1: i64) {
+    fn make_equipment(&mut self, t1: i64) {
         for d in 0..self.devices.len() {
             while self.devices[d].next_telemetry_ms < t1 {
                 let at = self.devices[d].next_telemetry_ms;

@@ -39,7 +39,7 @@ use kpiflow_types::{DeadLetter, PartitionProgress, SourceBatch, Stream};
 
 use crate::decode::{RawMessage, TopicDecoder};
 use crate::error::{Error, Result};
-use crate::kafka::{check_reachable, client_config, config_error};
+use crate::kafka::{client_config, cluster_metadata, config_error, run_blocking};
 use context::{Rebalanced, SourceContext};
 
 /// How a source reads its topics.
@@ -213,16 +213,8 @@ pub async fn start(config: SourceConfig, cancel: CancellationToken) -> Result<So
         let brokers = config.brokers.clone();
         let timeout = config.connect_timeout;
         let topics: Vec<&'static str> = config.streams.iter().map(|s| s.name()).collect();
-        tokio::task::spawn_blocking(move || {
-            check_reachable(consumer.client(), &brokers, timeout)?;
-            let metadata = consumer
-                .client()
-                .fetch_metadata(None, timeout)
-                .map_err(|e| Error::BrokerUnreachable {
-                    brokers: brokers.clone(),
-                    timeout,
-                    reason: e.to_string(),
-                })?;
+        run_blocking(move || {
+            let metadata = cluster_metadata(consumer.client(), &brokers, timeout)?;
             for topic in topics {
                 let found = metadata
                     .topics()
@@ -239,8 +231,7 @@ pub async fn start(config: SourceConfig, cancel: CancellationToken) -> Result<So
             }
             Ok(())
         })
-        .await
-        .map_err(|e| Error::ClientConfig(format!("metadata task failed: {e}")))??;
+        .await?;
     }
     let topics: Vec<&str> = config.streams.iter().map(|s| s.name()).collect();
     consumer.subscribe(&topics).map_err(|e| Error::Topic {
@@ -581,8 +572,7 @@ impl Worker {
             .context()
             .ends
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+            .unwrap_or_else(|e| e.into_inner());
         let mut list: Vec<PartitionProgress> = self
             .parts
             .iter()
