@@ -1,4 +1,4 @@
-//! Decode throughput per stream: kpiflow's decoder (syntax check, arrow-json,
+//! Decode throughput per stream: kpiflow's one-pass decoder (syntax, types,
 //! metadata columns) against arrow-json alone on the same bytes, in the same run.
 //!
 //! `cargo bench -p kpiflow-benches --bench decode`
@@ -77,13 +77,6 @@ fn decode(c: &mut Criterion) {
                 }
                 rows += decoder.flush().unwrap().map_or(0, |b| b.num_rows());
                 black_box(rows)
-            })
-        });
-        group.bench_function("syntax_check_only", |b| {
-            b.iter(|| {
-                for r in &records {
-                    kpiflow_ingest::decode::syntax::check_object(&r.payload).unwrap();
-                }
             })
         });
         group.finish();

@@ -1,83 +1,112 @@
-//! Explains why arrow-json refused a record, naming the field: run only on
-//! records already isolated as bad, so it may be slow and thorough.
+//! Why a record was refused, in words naming the field (or the byte, for
+//! syntax): built only for refused records, so it may be slow.
 
-use arrow_schema::{DataType, Schema};
-use chrono::Utc;
 use serde_json::Value;
 
 use kpiflow_types::DeadLetterKind;
 
-/// The kind and a reason naming the field; `arrow_error` is the fallback.
-pub fn diagnose(schema: &Schema, payload: &[u8], arrow_error: &str) -> (DeadLetterKind, String) {
-    let value: Value = match serde_json::from_slice(payload) {
-        Ok(v) => v,
-        Err(e) => return (DeadLetterKind::InvalidJson, format!("invalid JSON: {e}")),
-    };
-    let Some(object) = value.as_object() else {
-        return (
-            DeadLetterKind::InvalidJson,
-            format!("expected a JSON object, got {}", describe(&value)),
-        );
-    };
-    for field in schema.fields() {
-        let name = field.name();
-        let value = match object.get(name.as_str()) {
-            None | Some(Value::Null) if field.is_nullable() => continue,
-            None => {
-                return (
-                    DeadLetterKind::MissingField,
-                    format!("missing required field `{name}`"),
-                );
-            }
-            Some(Value::Null) => {
-                return (
-                    DeadLetterKind::MissingField,
-                    format!("required field `{name}` is null"),
-                );
-            }
-            Some(v) => v,
-        };
-        let problem = match field.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 if !value.is_string() => Some((
-                DeadLetterKind::WrongType,
-                format!("field `{name}`: expected a string, got {}", describe(value)),
-            )),
-            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
-                if !value.is_number() =>
-            {
-                Some((
-                    DeadLetterKind::WrongType,
-                    format!(
-                        "field `{name}`: expected an integer, got {}",
-                        describe(value)
-                    ),
-                ))
-            }
-            DataType::Float32 | DataType::Float64 if !value.is_number() => Some((
-                DeadLetterKind::WrongType,
-                format!("field `{name}`: expected a number, got {}", describe(value)),
-            )),
-            DataType::Timestamp(..) => match value {
-                Value::Number(n) if n.is_i64() => None,
-                Value::String(s) if arrow_cast::parse::string_to_datetime(&Utc, s).is_ok() => None,
-                _ => Some((
-                    DeadLetterKind::BadTimestamp,
-                    format!(
-                        "field `{name}`: {} is not an RFC 3339 time (e.g. 2026-11-11T10:00:00Z) or integer epoch milliseconds",
-                        describe(value)
-                    ),
-                )),
-            },
-            _ => None,
-        };
-        if let Some(problem) = problem {
-            return problem;
-        }
+use super::json::SyntaxError;
+
+impl From<SyntaxError> for Problem {
+    fn from(e: SyntaxError) -> Problem {
+        Problem::Syntax(e)
     }
-    (
-        DeadLetterKind::Other,
-        format!("arrow-json refused the record: {arrow_error}"),
-    )
+}
+
+/// The first thing wrong with a record, as the decoder found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Not exactly one JSON object.
+    Syntax(SyntaxError),
+    /// A required field is absent.
+    Missing { field: usize },
+    /// A required field is `null`.
+    Null { field: usize },
+    /// The value at `value` (a byte range of the message) has the wrong JSON type.
+    WrongType { field: usize, value: (usize, usize) },
+    /// A time field's value is neither a time nor integer epoch milliseconds.
+    BadTime { field: usize, value: (usize, usize) },
+    /// A number that does not fit the field's integer type.
+    OutOfRange { field: usize, value: (usize, usize) },
+    /// A field named twice: a producer bug, and which value is meant is a guess.
+    Duplicate { field: usize },
+    /// The batch's text would outgrow 32-bit offsets.
+    TooLarge,
+}
+
+/// What a field's reason says it expected.
+#[derive(Debug, Clone, Copy)]
+pub enum Expected {
+    String,
+    Integer,
+    Number,
+    Boolean,
+}
+
+/// The dead-letter kind and reason for `problem` in `payload`; `field`
+/// gives a field's name and what it expected.
+pub fn explain<'a>(
+    problem: &Problem,
+    payload: &[u8],
+    field: impl Fn(usize) -> (&'a str, Expected),
+) -> (DeadLetterKind, String) {
+    let value = |(start, end): (usize, usize)| describe_raw(&payload[start..end]);
+    match *problem {
+        Problem::Syntax(ref e) => (DeadLetterKind::InvalidJson, e.to_string()),
+        Problem::Missing { field: i } => (
+            DeadLetterKind::MissingField,
+            format!("missing required field `{}`", field(i).0),
+        ),
+        Problem::Null { field: i } => (
+            DeadLetterKind::MissingField,
+            format!("required field `{}` is null", field(i).0),
+        ),
+        Problem::WrongType { field: i, value: v } => {
+            let (name, expected) = field(i);
+            let expected = match expected {
+                Expected::String => "a string",
+                Expected::Integer => "an integer",
+                Expected::Number => "a number",
+                Expected::Boolean => "true or false",
+            };
+            (
+                DeadLetterKind::WrongType,
+                format!("field `{name}`: expected {expected}, got {}", value(v)),
+            )
+        }
+        Problem::BadTime { field: i, value: v } => (
+            DeadLetterKind::BadTimestamp,
+            format!(
+                "field `{}`: {} is not an RFC 3339 time (e.g. 2026-11-11T10:00:00Z) or integer epoch milliseconds",
+                field(i).0,
+                value(v)
+            ),
+        ),
+        Problem::OutOfRange { field: i, value: v } => (
+            DeadLetterKind::Other,
+            format!(
+                "field `{}`: {} is out of range for its integer type",
+                field(i).0,
+                value(v)
+            ),
+        ),
+        Problem::Duplicate { field: i } => (
+            DeadLetterKind::Other,
+            format!("field `{}` appears more than once", field(i).0),
+        ),
+        Problem::TooLarge => (
+            DeadLetterKind::Other,
+            "the batch's text would exceed 2 GiB; record not decoded".to_owned(),
+        ),
+    }
+}
+
+/// A short description of one JSON value, given its text.
+fn describe_raw(text: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(text) {
+        Ok(value) => describe(&value),
+        Err(_) => format!("`{}`", String::from_utf8_lossy(text)),
+    }
 }
 
 /// A short description of a JSON value for error messages.
