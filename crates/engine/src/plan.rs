@@ -1,0 +1,581 @@
+//! From a view's SQL to the parts the engine runs: what is refused, where the
+//! window is, and DataFusion's physical plan split around the aggregation.
+//!
+//! A windowed view `SELECT k, sum(v) FROM s WHERE … GROUP BY tumble(t, i), k
+//! HAVING …` is planned by DataFusion after one rewrite: the window call in
+//! `GROUP BY` becomes the two group columns `window_start` and `window_end`,
+//! and every projection above the aggregation passes them through first. The
+//! physical plan is then cut in three:
+//! - `lower`, the aggregation's input: the per-row part (scans of the feed,
+//!   projections, filters, unions, joins with reference tables), run on each
+//!   new batch;
+//! - the aggregation itself, whose group and aggregate expressions (and
+//!   DataFusion's accumulators) the engine drives incrementally per window;
+//! - `upper`, what sits above the aggregation (HAVING, the final
+//!   projection), run on the rows of windows as they are emitted, reading
+//!   them from the feed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema};
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::{Aggregate, Expr, JoinType, LogicalPlan, Projection, ScalarUDF};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::streaming::StreamingTableExec;
+
+use crate::error::{Error, Result, find_keyword, plan_message};
+use crate::feed::Feed;
+use crate::window::{self, WINDOW_END_FN, WindowSpec};
+
+/// Output column holding a window's start.
+pub const WINDOW_START: &str = "window_start";
+/// Output column holding a window's end (exclusive).
+pub const WINDOW_END: &str = "window_end";
+
+/// What the engine knows of the tables a view may read.
+pub(crate) trait Tables {
+    fn is_stream(&self, name: &str) -> bool;
+    fn is_view(&self, name: &str) -> bool;
+}
+
+/// A planned view.
+pub(crate) enum Planned {
+    Windowed(WindowedPlan),
+    Stateless(StatelessPlan),
+}
+
+/// A view that groups rows of streams into windows.
+pub(crate) struct WindowedPlan {
+    pub spec: WindowSpec,
+    /// Stream tables the view reads.
+    pub inputs: BTreeSet<String>,
+    /// The per-row part, reading the feed.
+    pub lower: Arc<dyn ExecutionPlan>,
+    /// Event time, evaluated on `lower`'s output.
+    pub time: Arc<dyn PhysicalExpr>,
+    /// Group keys other than the window, on `lower`'s output.
+    pub keys: Vec<(Arc<dyn PhysicalExpr>, String)>,
+    pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    /// `FILTER (WHERE …)` of each aggregate.
+    pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    /// Rows of the aggregation's output: window_start, window_end, keys, aggregates.
+    pub aggregate_schema: SchemaRef,
+    /// Feed slot `upper` reads the aggregation's output from.
+    pub aggregate_slot: String,
+    /// HAVING and the final projection; reads `aggregate_slot`.
+    pub upper: Arc<dyn ExecutionPlan>,
+}
+
+/// A view without aggregation over streams: each input row's output is final.
+pub(crate) struct StatelessPlan {
+    pub inputs: BTreeSet<String>,
+    pub plan: Arc<dyn ExecutionPlan>,
+}
+
+/// Tables a logical plan scans, in the three kinds the engine knows.
+#[derive(Default)]
+struct Scans {
+    streams: BTreeSet<String>,
+    views: BTreeSet<String>,
+}
+
+fn scans(plan: &LogicalPlan, tables: &dyn Tables) -> Scans {
+    let mut found = Scans::default();
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let name = scan.table_name.table().to_owned();
+            if tables.is_stream(&name) {
+                found.streams.insert(name);
+            } else if tables.is_view(&name) {
+                found.views.insert(name);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+pub(crate) struct Planner<'a> {
+    pub view: &'a str,
+    pub sql: &'a str,
+    pub state: &'a SessionState,
+    pub tables: &'a dyn Tables,
+    pub feed: &'a Feed,
+}
+
+impl Planner<'_> {
+    fn unsupported(&self, construct: &str, keyword: Option<&str>, hint: &str) -> Error {
+        Error::Unsupported {
+            view: self.view.to_owned(),
+            construct: construct.to_owned(),
+            position: keyword.and_then(|k| find_keyword(self.sql, k)),
+            hint: hint.to_owned(),
+        }
+    }
+
+    fn plan_error(&self, message: impl Into<String>) -> Error {
+        Error::Plan {
+            view: self.view.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub async fn plan(&self) -> Result<Planned> {
+        let logical = self
+            .state
+            .create_logical_plan(self.sql)
+            .await
+            .map_err(|e| self.plan_error(plan_message(&e)))?;
+        self.refuse(&logical)?;
+        let found = scans(&logical, self.tables);
+        if found.streams.is_empty() && found.views.is_empty() {
+            return Err(self.unsupported(
+                "a view that reads no stream",
+                Some("FROM"),
+                "read at least one of sales, production, logistics, equipment",
+            ));
+        }
+        if !found.views.is_empty() {
+            return Err(self.unsupported(
+                "reading another view",
+                None,
+                "read the streams directly (views over views come with view joins)",
+            ));
+        }
+        let mut aggregates = 0;
+        let _ = logical.apply(|node| {
+            if matches!(node, LogicalPlan::Aggregate(_)) {
+                aggregates += 1;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        match aggregates {
+            0 => self.plan_stateless(logical, found.streams).await,
+            1 => self.plan_windowed(logical, found.streams).await,
+            _ => Err(self.unsupported(
+                "aggregating an aggregate (nested GROUP BY)",
+                None,
+                "group once per view",
+            )),
+        }
+    }
+
+    /// Refuses what a continuous view cannot mean, naming it.
+    fn refuse(&self, plan: &LogicalPlan) -> Result<()> {
+        let mut refusal = None;
+        let _ = plan.apply(|node| {
+            let stop = |r: Error, refusal: &mut Option<Error>| {
+                *refusal = Some(r);
+                Ok(TreeNodeRecursion::Stop)
+            };
+            match node {
+                LogicalPlan::Sort(_) => {
+                    return stop(
+                        self.unsupported(
+                            "ORDER BY",
+                            Some("ORDER BY"),
+                            "a stream has no end to sort; order when you query the view",
+                        ),
+                        &mut refusal,
+                    );
+                }
+                LogicalPlan::Limit(_) => {
+                    return stop(
+                        self.unsupported(
+                            "LIMIT",
+                            Some("LIMIT"),
+                            "a stream has no end; limit when you query the view",
+                        ),
+                        &mut refusal,
+                    );
+                }
+                LogicalPlan::Window(_) => {
+                    return stop(
+                        self.unsupported(
+                            "a window function with OVER",
+                            Some("OVER"),
+                            "use GROUP BY tumble/hop/session windows",
+                        ),
+                        &mut refusal,
+                    );
+                }
+                LogicalPlan::Distinct(_) => {
+                    return stop(
+                        self.unsupported(
+                            "DISTINCT (or UNION without ALL)",
+                            Some("DISTINCT").or(Some("UNION")),
+                            "use UNION ALL, or GROUP BY a window and count(DISTINCT …)",
+                        ),
+                        &mut refusal,
+                    );
+                }
+                LogicalPlan::Unnest(_) => {
+                    return stop(
+                        self.unsupported("UNNEST", Some("UNNEST"), "not supported on streams"),
+                        &mut refusal,
+                    );
+                }
+                LogicalPlan::RecursiveQuery(_) => {
+                    return stop(
+                        self.unsupported("WITH RECURSIVE", Some("RECURSIVE"), "not supported on streams"),
+                        &mut refusal,
+                    );
+                }
+                LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {}
+                LogicalPlan::Subquery(_) => {
+                    return stop(
+                        self.unsupported("a subquery in an expression", Some("SELECT"), "join a reference table instead"),
+                        &mut refusal,
+                    );
+                }
+                LogicalPlan::Dml(_)
+                | LogicalPlan::Ddl(_)
+                | LogicalPlan::Statement(_)
+                | LogicalPlan::Copy(_)
+                | LogicalPlan::Explain(_)
+                | LogicalPlan::Analyze(_)
+                | LogicalPlan::DescribeTable(_)
+                | LogicalPlan::Extension(_) => {
+                    return stop(
+                        self.unsupported(
+                            "a statement other than SELECT",
+                            None,
+                            "a view is one SELECT",
+                        ),
+                        &mut refusal,
+                    );
+                }
+                LogicalPlan::Join(join) => {
+                    let left = scans(&join.left, self.tables);
+                    let right = scans(&join.right, self.tables);
+                    let left_stream = !left.streams.is_empty();
+                    let right_stream = !right.streams.is_empty();
+                    if left_stream && right_stream {
+                        return stop(
+                            self.unsupported(
+                                "a join of two streams",
+                                Some("JOIN"),
+                                "a stream join needs windows on both sides: aggregate each stream in its own windowed view, then join the views on window_start",
+                            ),
+                            &mut refusal,
+                        );
+                    }
+                    let keeps_unmatched_reference = match join.join_type {
+                        JoinType::Full => true,
+                        JoinType::Right | JoinType::RightSemi | JoinType::RightAnti => left_stream,
+                        JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti => right_stream,
+                        _ => false,
+                    };
+                    if keeps_unmatched_reference && (left_stream || right_stream) {
+                        return stop(
+                            self.unsupported(
+                                &format!("a {} join that keeps the reference table's unmatched rows", join.join_type),
+                                Some("JOIN"),
+                                "put the stream on the preserved side (stream LEFT JOIN reference) or use an inner join",
+                            ),
+                            &mut refusal,
+                        );
+                    }
+                }
+                LogicalPlan::Aggregate(agg) => {
+                    if agg.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+                        return stop(
+                            self.unsupported(
+                                "GROUPING SETS, ROLLUP or CUBE",
+                                Some("GROUP BY"),
+                                "group by a window and plain columns",
+                            ),
+                            &mut refusal,
+                        );
+                    }
+                }
+                _ => {}
+            }
+            for expr in node.expressions() {
+                let mut sub = false;
+                let _ = expr.apply(|e| {
+                    if matches!(
+                        e,
+                        Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_)
+                    ) {
+                        sub = true;
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                });
+                if sub {
+                    return stop(
+                        self.unsupported(
+                            "a subquery in an expression",
+                            Some("SELECT"),
+                            "join a reference table instead",
+                        ),
+                        &mut refusal,
+                    );
+                }
+                if !matches!(node, LogicalPlan::Aggregate(_))
+                    && let Some(name) = window::mentions_window(&expr)
+                {
+                    return stop(
+                        self.unsupported(
+                            &format!("{name}() outside GROUP BY"),
+                            Some(name),
+                            "windows are written in GROUP BY; select window_start and window_end are added to the output",
+                        ),
+                        &mut refusal,
+                    );
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        match refusal {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn plan_stateless(
+        &self,
+        logical: LogicalPlan,
+        inputs: BTreeSet<String>,
+    ) -> Result<Planned> {
+        let plan = self
+            .state
+            .create_physical_plan(&logical)
+            .await
+            .map_err(|e| self.plan_error(plan_message(&e)))?;
+        Ok(Planned::Stateless(StatelessPlan { inputs, plan }))
+    }
+
+    async fn plan_windowed(
+        &self,
+        logical: LogicalPlan,
+        inputs: BTreeSet<String>,
+    ) -> Result<Planned> {
+        let (rewritten, spec) = self.rewrite_window(logical)?;
+        let physical = self
+            .state
+            .create_physical_plan(&rewritten)
+            .await
+            .map_err(|e| self.plan_error(plan_message(&e)))?;
+        self.split(physical, spec, inputs)
+    }
+
+    /// Replaces the window call in GROUP BY by the window_start and window_end
+    /// group columns and passes them through every projection above.
+    fn rewrite_window(&self, plan: LogicalPlan) -> Result<(LogicalPlan, WindowSpec)> {
+        let mut spec = None;
+        let mut failure = None;
+        let end_fn = window::udfs()
+            .into_iter()
+            .find(|u| u.name() == WINDOW_END_FN)
+            .map(Arc::new)
+            .expect("the window end function exists");
+        let rewritten = plan
+            .transform_up(|node| {
+                if failure.is_some() {
+                    return Ok(Transformed::no(node));
+                }
+                match node {
+                    LogicalPlan::Aggregate(agg) => {
+                        match self.rewrite_aggregate(agg, &end_fn) {
+                            Ok((agg, s)) => {
+                                spec = Some(s);
+                                Ok(Transformed::yes(LogicalPlan::Aggregate(agg)))
+                            }
+                            Err(e) => {
+                                failure = Some(e);
+                                Ok(Transformed::no(LogicalPlan::EmptyRelation(
+                                    datafusion::logical_expr::EmptyRelation {
+                                        produce_one_row: false,
+                                        schema: Arc::new(DFSchema::empty()),
+                                    },
+                                )))
+                            }
+                        }
+                    }
+                    LogicalPlan::Projection(p) if spec.is_some() => {
+                        let input_schema = p.input.schema();
+                        let mut exprs = Vec::with_capacity(p.expr.len() + 2);
+                        let outputs: Vec<String> =
+                            p.schema.fields().iter().map(|f| f.name().clone()).collect();
+                        for name in [WINDOW_START, WINDOW_END] {
+                            if outputs.iter().any(|o| o == name) {
+                                failure = Some(self.unsupported(
+                                    &format!("selecting a column named {name}"),
+                                    Some(name),
+                                    "kpiflow adds window_start and window_end to every windowed view's output; remove it from the SELECT list",
+                                ));
+                                return Ok(Transformed::no(LogicalPlan::Projection(p)));
+                            }
+                            if let Some((q, f)) = input_schema
+                                .iter()
+                                .find(|(_, f)| f.name() == name)
+                            {
+                                exprs.push(Expr::Column(Column::new(q.cloned(), f.name())));
+                            }
+                        }
+                        exprs.extend(p.expr.iter().cloned());
+                        let projection = Projection::try_new(exprs, p.input.clone())?;
+                        Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+                    }
+                    other => Ok(Transformed::yes(other.recompute_schema()?)),
+                }
+            })
+            .map_err(|e| self.plan_error(plan_message(&e)))?
+            .data;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let spec = spec.ok_or_else(|| self.plan_error("no GROUP BY found"))?;
+        Ok((rewritten, spec))
+    }
+
+    fn rewrite_aggregate(
+        &self,
+        agg: Aggregate,
+        end_fn: &Arc<ScalarUDF>,
+    ) -> Result<(Aggregate, WindowSpec)> {
+        let mut windows = Vec::new();
+        let mut keys = Vec::new();
+        for expr in &agg.group_expr {
+            match window::window_call(expr) {
+                Ok(Some(call)) => windows.push((expr.clone(), call)),
+                Ok(None) => keys.push(expr.clone()),
+                Err(message) => return Err(self.plan_error(message)),
+            }
+        }
+        let (window_expr, call) = match windows.len() {
+            1 => windows.pop().expect("one window"),
+            0 => {
+                return Err(self.unsupported(
+                    "GROUP BY without a window over a stream",
+                    Some("GROUP BY"),
+                    "a stream never ends: group by tumble(event_time, INTERVAL '1 minute'), hop(…), session(…) or date_bin(…)",
+                ));
+            }
+            _ => {
+                return Err(self.unsupported(
+                    "more than one window in GROUP BY",
+                    Some("GROUP BY"),
+                    "group by exactly one of tumble, hop, session, date_bin",
+                ));
+            }
+        };
+        let start = match window_expr {
+            Expr::Alias(a) => *a.expr,
+            e => e,
+        };
+        let mut group = vec![
+            start.alias(WINDOW_START),
+            Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                end_fn.clone(),
+                vec![call.time_arg.clone()],
+            ))
+            .alias(WINDOW_END),
+        ];
+        group.extend(keys);
+        let rewritten = Aggregate::try_new(agg.input.clone(), group, agg.aggr_expr.clone())
+            .map_err(|e| self.plan_error(plan_message(&e)))?;
+        Ok((rewritten, call.spec))
+    }
+
+    /// Cuts the physical plan around its aggregation.
+    fn split(
+        &self,
+        physical: Arc<dyn ExecutionPlan>,
+        spec: WindowSpec,
+        inputs: BTreeSet<String>,
+    ) -> Result<Planned> {
+        let mut aggregates: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        let _ = physical.apply(|node| {
+            if node.downcast_ref::<AggregateExec>().is_some() {
+                aggregates.push(node.clone());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        let internal = |what: &str| {
+            self.plan_error(format!(
+                "internal: unexpected physical plan ({what}); please report with the view's SQL"
+            ))
+        };
+        let top = aggregates
+            .first()
+            .cloned()
+            .ok_or_else(|| internal("no aggregate"))?;
+        let bottom = aggregates
+            .last()
+            .cloned()
+            .ok_or_else(|| internal("no aggregate"))?;
+        let top_exec = top.downcast_ref::<AggregateExec>().expect("aggregate");
+        let bottom_exec = bottom.downcast_ref::<AggregateExec>().expect("aggregate");
+        match (aggregates.len(), top_exec.mode(), bottom_exec.mode()) {
+            (1, AggregateMode::Single | AggregateMode::SinglePartitioned, _) => {}
+            (2, AggregateMode::Final | AggregateMode::FinalPartitioned, AggregateMode::Partial) => {
+            }
+            _ => return Err(internal("aggregation modes")),
+        }
+        let group = bottom_exec.group_expr();
+        if group.has_grouping_set() {
+            return Err(internal("grouping sets"));
+        }
+        let exprs = group.expr();
+        if exprs.len() < 2 || exprs[0].1 != WINDOW_START || exprs[1].1 != WINDOW_END {
+            return Err(internal("window group columns"));
+        }
+        let time = exprs[1]
+            .0
+            .downcast_ref::<ScalarFunctionExpr>()
+            .and_then(|f| f.args().first().cloned())
+            .ok_or_else(|| internal("window end expression"))?;
+        let keys = exprs[2..].to_vec();
+        let aggregate_schema = top.schema();
+        let aggregate_slot = format!("{}#aggregate", self.view);
+        let leaf: Arc<dyn ExecutionPlan> = Arc::new(
+            StreamingTableExec::try_new(
+                aggregate_schema.clone(),
+                vec![
+                    self.feed
+                        .partition(&aggregate_slot, aggregate_schema.clone()),
+                ],
+                None,
+                Vec::new(),
+                false,
+                None,
+            )
+            .map_err(|e| self.plan_error(plan_message(&e)))?,
+        );
+        let upper = physical
+            .transform_down(|node| {
+                if Arc::ptr_eq(&node, &top) {
+                    Ok(Transformed::new(
+                        leaf.clone(),
+                        true,
+                        TreeNodeRecursion::Jump,
+                    ))
+                } else {
+                    Ok(Transformed::no(node))
+                }
+            })
+            .map_err(|e| self.plan_error(plan_message(&e)))?
+            .data;
+        Ok(Planned::Windowed(WindowedPlan {
+            spec,
+            inputs,
+            lower: bottom_exec.input().clone(),
+            time,
+            keys,
+            aggregates: bottom_exec.aggr_expr().to_vec(),
+            filters: bottom_exec.filter_expr().to_vec(),
+            aggregate_schema,
+            aggregate_slot,
+            upper,
+        }))
+    }
+}

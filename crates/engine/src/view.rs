@@ -1,0 +1,375 @@
+//! One running view: its input rows through the per-row plan into window
+//! state, late rows aside, windows out as the watermark passes them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMillisecondArray, UInt32Array,
+};
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::Result as DfResult;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::ExecutionPlan;
+use futures::TryStreamExt;
+
+use crate::feed::Feed;
+use crate::plan::{StatelessPlan, WINDOW_END, WINDOW_START, WindowedPlan};
+use crate::state::{Input, PaneWindows, Sessions, Template, WindowRows};
+use crate::window::WindowSpec;
+
+/// What happens to events that arrive for a window already final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LatePolicy {
+    /// Into the `<view>__late` table (and the sinks), counted.
+    #[default]
+    Table,
+    /// Dropped, counted.
+    Drop,
+}
+
+/// Per-view settings, from the view file's leading comment (`-- @name value`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ViewOptions {
+    /// Allowed out-of-orderness in ms; the engine default when `None`.
+    pub out_of_orderness_ms: Option<i64>,
+    pub late: LatePolicy,
+}
+
+/// Column of the late table: why the row is there.
+pub const LATE_REASON: &str = "late_reason";
+/// Column of the late table: the view's watermark when the row arrived.
+pub const LATE_WATERMARK: &str = "watermark";
+
+pub(crate) enum Kind {
+    Windowed(Box<Windowed>),
+    Stateless(StatelessPlan),
+}
+
+pub(crate) struct Windowed {
+    pub plan: WindowedPlan,
+    state: WindowState,
+    /// Input rows as the aggregation sees them, plus window and lateness columns.
+    pub late_schema: SchemaRef,
+}
+
+enum WindowState {
+    Panes(PaneWindows),
+    Sessions(Sessions),
+}
+
+impl Windowed {
+    pub fn new(plan: WindowedPlan) -> DfResult<Windowed> {
+        let lower = plan.lower.schema();
+        let key_schema = Arc::new(Schema::new(
+            plan.keys
+                .iter()
+                .map(|(e, name)| Ok(Field::new(name, e.data_type(&lower)?, e.nullable(&lower)?)))
+                .collect::<DfResult<Vec<_>>>()?,
+        ));
+        let template = Arc::new(Template::new(plan.aggregates.clone(), key_schema)?);
+        let state = match plan.spec {
+            WindowSpec::Session { gap } => WindowState::Sessions(Sessions::new(gap, template)?),
+            spec => WindowState::Panes(PaneWindows::new(
+                spec.panes().expect("pane windows"),
+                template,
+            )),
+        };
+        let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+        let mut fields: Vec<Arc<Field>> = lower.fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(WINDOW_START, ts.clone(), true)));
+        fields.push(Arc::new(Field::new(WINDOW_END, ts.clone(), true)));
+        fields.push(Arc::new(Field::new(LATE_WATERMARK, ts, true)));
+        fields.push(Arc::new(Field::new(LATE_REASON, DataType::Utf8, false)));
+        Ok(Windowed {
+            plan,
+            state,
+            late_schema: Arc::new(Schema::new(fields)),
+        })
+    }
+
+    pub fn state_size(&self) -> usize {
+        match &self.state {
+            WindowState::Panes(p) => p.size(),
+            WindowState::Sessions(s) => s.size(),
+        }
+    }
+
+    pub fn open_groups(&self) -> usize {
+        match &self.state {
+            WindowState::Panes(p) => p.groups(),
+            WindowState::Sessions(s) => s.groups(),
+        }
+    }
+
+    /// Adds rows of the per-row plan's output. `closed`: windows ending at or
+    /// before it are final. Returns the late rows.
+    pub fn update(
+        &mut self,
+        batch: &RecordBatch,
+        closed: Option<i64>,
+    ) -> DfResult<Option<RecordBatch>> {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(None);
+        }
+        let times = self.plan.time.evaluate(batch)?.into_array(rows)?;
+        let times = cast(&times, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+        let times = times
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .expect("cast to timestamp(ms)");
+        let input = Input {
+            keys: self
+                .plan
+                .keys
+                .iter()
+                .map(|(e, _)| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+                .collect::<DfResult<_>>()?,
+            args: self
+                .plan
+                .aggregates
+                .iter()
+                .map(|a| {
+                    a.expressions()
+                        .iter()
+                        .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+                        .collect::<DfResult<Vec<_>>>()
+                })
+                .collect::<DfResult<_>>()?,
+            filters: self
+                .plan
+                .filters
+                .iter()
+                .map(|f| {
+                    f.as_ref()
+                        .map(|f| {
+                            let a = f.evaluate(batch)?.into_array(rows)?;
+                            Ok(a.as_any()
+                                .downcast_ref::<BooleanArray>()
+                                .cloned()
+                                .unwrap_or_else(|| BooleanArray::from(vec![false; rows])))
+                        })
+                        .transpose()
+                })
+                .collect::<DfResult<_>>()?,
+            rows,
+        };
+        let closed_at = closed.unwrap_or(i64::MIN);
+        let mut late = Late::default();
+        match &mut self.state {
+            WindowState::Panes(state) => {
+                let layout = state.layout;
+                let size = layout.window_size();
+                let mut by_pane: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+                for i in 0..rows {
+                    if times.is_null(i) {
+                        late.push(i, None, "no event time");
+                        continue;
+                    }
+                    let pane = layout.pane_of(times.value(i));
+                    let first = layout.first_window_of(pane);
+                    // Windows of this pane already final: starts first, first + pane, …
+                    let missed = if first + size > closed_at {
+                        0
+                    } else {
+                        (((closed_at - first - size) / layout.pane) + 1).min(layout.per_window)
+                    };
+                    for k in 0..missed {
+                        let start = first + k * layout.pane;
+                        late.push(i, Some((start, start + size)), "window already final");
+                    }
+                    if missed < layout.per_window {
+                        by_pane.entry(pane).or_default().push(i as u32);
+                    }
+                }
+                if by_pane.len() == 1 && by_pane.values().next().is_some_and(|v| v.len() == rows) {
+                    let (&pane, _) = by_pane.iter().next().expect("one pane");
+                    state.update(pane, &input)?;
+                } else {
+                    for (pane, indices) in by_pane {
+                        let part = input.take(&UInt32Array::from(indices))?;
+                        state.update(pane, &part)?;
+                    }
+                }
+            }
+            WindowState::Sessions(state) => {
+                let mut on_time = Vec::with_capacity(rows);
+                for i in 0..rows {
+                    if times.is_null(i) {
+                        late.push(i, None, "no event time");
+                    } else if times.value(i) < closed_at {
+                        late.push(i, None, "behind the watermark");
+                    } else {
+                        on_time.push(i as u32);
+                    }
+                }
+                if on_time.len() == rows {
+                    state.update(times.values(), &input)?;
+                } else if !on_time.is_empty() {
+                    let indices = UInt32Array::from(on_time);
+                    let part = input.take(&indices)?;
+                    let part_times: Vec<i64> = indices
+                        .values()
+                        .iter()
+                        .map(|&i| times.value(i as usize))
+                        .collect();
+                    state.update(&part_times, &part)?;
+                }
+            }
+        }
+        late.build(&self.late_schema, batch, closed)
+    }
+
+    /// Windows final once the watermark is `upto` (having been `after`).
+    pub fn close(&mut self, after: Option<i64>, upto: i64) -> DfResult<Vec<WindowRows>> {
+        match &mut self.state {
+            WindowState::Panes(p) => p.close(after.unwrap_or(i64::MIN), upto),
+            WindowState::Sessions(s) => s.close(upto),
+        }
+    }
+
+    pub fn running(&mut self, watermark: Option<i64>) -> DfResult<Vec<WindowRows>> {
+        let wm = watermark.unwrap_or(i64::MIN);
+        match &mut self.state {
+            WindowState::Panes(p) => p.running(wm),
+            WindowState::Sessions(s) => s.running(wm),
+        }
+    }
+
+    /// The aggregation's output rows for some windows, as `upper` reads them.
+    pub fn aggregate_batch(&self, windows: &[WindowRows]) -> DfResult<Vec<RecordBatch>> {
+        let schema = &self.plan.aggregate_schema;
+        windows
+            .iter()
+            .map(|w| {
+                let n = w.rows.rows;
+                let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+                for (value, field) in [(w.start, &schema.fields()[0]), (w.end, &schema.fields()[1])]
+                {
+                    let a: ArrayRef = Arc::new(
+                        TimestampMillisecondArray::from(vec![value; n]).with_timezone("UTC"),
+                    );
+                    columns.push(cast(&a, field.data_type())?);
+                }
+                columns.extend(w.rows.keys.iter().cloned());
+                columns.extend(w.rows.values.iter().cloned());
+                let columns = columns
+                    .into_iter()
+                    .zip(schema.fields().iter())
+                    .map(|(c, f)| {
+                        if c.data_type() == f.data_type() {
+                            Ok(c)
+                        } else {
+                            cast(&c, f.data_type())
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(RecordBatch::try_new(schema.clone(), columns)?)
+            })
+            .collect()
+    }
+
+    pub fn snapshot(&mut self) -> DfResult<Vec<RecordBatch>> {
+        match &mut self.state {
+            WindowState::Panes(p) => p.snapshot(),
+            WindowState::Sessions(s) => s.snapshot(),
+        }
+    }
+
+    pub fn restore(&mut self, batches: &[RecordBatch]) -> DfResult<()> {
+        match &mut self.state {
+            WindowState::Panes(p) => p.restore(batches),
+            WindowState::Sessions(s) => s.restore(batches),
+        }
+    }
+}
+
+/// Late rows being collected for one input batch.
+#[derive(Default)]
+struct Late {
+    rows: Vec<u32>,
+    windows: Vec<Option<(i64, i64)>>,
+    reasons: Vec<&'static str>,
+}
+
+impl Late {
+    fn push(&mut self, row: usize, window: Option<(i64, i64)>, reason: &'static str) {
+        self.rows.push(row as u32);
+        self.windows.push(window);
+        self.reasons.push(reason);
+    }
+
+    fn build(
+        self,
+        schema: &SchemaRef,
+        batch: &RecordBatch,
+        watermark: Option<i64>,
+    ) -> DfResult<Option<RecordBatch>> {
+        if self.rows.is_empty() {
+            return Ok(None);
+        }
+        let indices = UInt32Array::from(self.rows);
+        let mut columns: Vec<ArrayRef> = batch
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &indices, None))
+            .collect::<Result<_, _>>()?;
+        let n = indices.len();
+        let ts = |v: Vec<Option<i64>>| -> ArrayRef {
+            Arc::new(TimestampMillisecondArray::from(v).with_timezone("UTC"))
+        };
+        columns.push(ts(self.windows.iter().map(|w| w.map(|w| w.0)).collect()));
+        columns.push(ts(self.windows.iter().map(|w| w.map(|w| w.1)).collect()));
+        columns.push(ts(vec![watermark; n]));
+        columns.push(Arc::new(StringArray::from(self.reasons)));
+        Ok(Some(RecordBatch::try_new(schema.clone(), columns)?))
+    }
+}
+
+/// Runs a plan reading the feed to completion, over all its partitions.
+pub(crate) async fn run(
+    plan: &Arc<dyn ExecutionPlan>,
+    ctx: &Arc<TaskContext>,
+) -> DfResult<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    let partitions = plan.properties().partitioning.partition_count();
+    for p in 0..partitions {
+        let stream = plan.execute(p, ctx.clone())?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        out.extend(batches.into_iter().filter(|b| b.num_rows() > 0));
+    }
+    Ok(out)
+}
+
+/// Runs `plan` with `batches` in `slot` of the feed.
+pub(crate) async fn run_with(
+    feed: &Feed,
+    slot: &str,
+    batches: Vec<RecordBatch>,
+    plan: &Arc<dyn ExecutionPlan>,
+    ctx: &Arc<TaskContext>,
+) -> DfResult<Vec<RecordBatch>> {
+    feed.set(slot, batches);
+    let out = run(plan, ctx).await;
+    feed.clear();
+    out
+}
+
+/// Watermark bookkeeping of a view.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Progress {
+    /// Current watermark (epoch ms), once known.
+    pub watermark: Option<i64>,
+    /// When all input went idle: (clock then, watermark base then).
+    pub idle_since: Option<(i64, i64)>,
+}
+
+/// Streams a set of inputs names.
+pub(crate) fn stream_inputs(kind: &Kind) -> &BTreeSet<String> {
+    match kind {
+        Kind::Windowed(w) => &w.plan.inputs,
+        Kind::Stateless(s) => &s.inputs,
+    }
+}
