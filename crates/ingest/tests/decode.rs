@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMillisecondType};
+use arrow_array::{Array, RecordBatch};
 use kpiflow_ingest::decode::{RawMessage, TopicDecoder};
 use kpiflow_ingest::simulator::{MalformedKind, Scenario, SimConfig, SimRecord, Simulator};
 use kpiflow_types::source::{OFFSET_COLUMN, PARTITION_COLUMN};
@@ -258,4 +259,215 @@ fn dropping_a_revoked_partition_keeps_the_others() {
         .as_primitive::<arrow_array::types::Int32Type>();
     assert!(partitions.values().iter().all(|&p| p != 1));
     assert_eq!(batch.num_rows(), 60);
+}
+
+/// Decodes `payloads` of `stream` into one batch, with the dead letters.
+fn decode_all(stream: Stream, payloads: &[&[u8]]) -> (Option<RecordBatch>, Vec<DeadLetter>) {
+    let mut decoder = TopicDecoder::new(stream, 1_000);
+    let mut dead = Vec::new();
+    for (offset, p) in payloads.iter().enumerate() {
+        let m = RawMessage {
+            partition: 0,
+            offset: offset as i64,
+            timestamp_ms: None,
+            key: None,
+            payload: Some(p),
+        };
+        if let Err(d) = decoder.push(&m) {
+            dead.push(*d);
+        }
+    }
+    let (batch, more) = decoder.finish();
+    dead.extend(more);
+    (batch, dead)
+}
+
+fn sales(event_time: &str, sku: &str, quantity: &str, unit_price: &str) -> Vec<u8> {
+    format!(
+        r#"{{"event_time":{event_time},"order_id":"O","channel":"online","region":"east","store_id":"S","sku":{sku},"quantity":{quantity},"unit_price":{unit_price},"amount":1.0,"kind":"order"}}"#
+    )
+    .into_bytes()
+}
+
+#[test]
+fn numbers_convert_as_arrow_json_converts_them() {
+    let t = r#""2026-11-11T01:30:00Z""#;
+    let cases: [(&str, &str, i64, f64); 6] = [
+        ("2", "3", 2, 3.0),
+        ("2.9", "3.25", 2, 3.25),
+        ("-0.5", "-0", 0, -0.0),
+        ("1e3", "1e-3", 1_000, 0.001),
+        ("-9223372036854775808", "1e400", i64::MIN, f64::INFINITY),
+        ("9223372036854775807", "0.1", i64::MAX, 0.1),
+    ];
+    let payloads: Vec<Vec<u8>> = cases
+        .iter()
+        .map(|(q, p, _, _)| sales(t, r#""K""#, q, p))
+        .collect();
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let (batch, dead) = decode_all(Stream::Sales, &refs);
+    assert!(dead.is_empty(), "{dead:?}");
+    let batch = batch.unwrap();
+    let quantity = batch
+        .column_by_name("quantity")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    let price = batch
+        .column_by_name("unit_price")
+        .unwrap()
+        .as_primitive::<arrow_array::types::Float64Type>();
+    for (row, (_, _, q, p)) in cases.iter().enumerate() {
+        assert_eq!(quantity.value(row), *q, "row {row}");
+        assert_eq!(price.value(row).to_bits(), p.to_bits(), "row {row}");
+    }
+}
+
+#[test]
+fn values_that_do_not_fit_are_refused_naming_the_field() {
+    let t = r#""2026-11-11T01:30:00Z""#;
+    let cases: [(Vec<u8>, DeadLetterKind, &str); 8] = [
+        (
+            sales(t, r#""K""#, "9223372036854775808", "1"),
+            DeadLetterKind::Other,
+            "field `quantity`: number 9223372036854775808 is out of range for its integer type",
+        ),
+        (
+            sales(t, r#""K""#, "1e30", "1"),
+            DeadLetterKind::Other,
+            "field `quantity`: number 1e+30 is out of range",
+        ),
+        (
+            sales(t, r#""K""#, "\"2\"", "1"),
+            DeadLetterKind::WrongType,
+            "field `quantity`: expected an integer, got string \"2\"",
+        ),
+        (
+            sales(t, r#""K""#, "2", "[1]"),
+            DeadLetterKind::WrongType,
+            "field `unit_price`: expected a number, got a list",
+        ),
+        (
+            sales(t, "null", "2", "1"),
+            DeadLetterKind::MissingField,
+            "required field `sku` is null",
+        ),
+        (
+            sales("1.5e12", r#""K""#, "2", "1"),
+            DeadLetterKind::BadTimestamp,
+            "field `event_time`: number 1500000000000.0 is not an RFC 3339 time",
+        ),
+        (
+            sales("true", r#""K""#, "2", "1"),
+            DeadLetterKind::BadTimestamp,
+            "field `event_time`: true is not",
+        ),
+        (
+            b"{\"event_time\":1,\"sku\":\"caf\xc3\"}".to_vec(),
+            DeadLetterKind::InvalidJson,
+            "invalid JSON at byte 26: invalid UTF-8 in a string",
+        ),
+    ];
+    for (payload, kind, reason) in cases {
+        let (batch, dead) = decode_all(Stream::Sales, &[&payload]);
+        assert!(batch.is_none());
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].kind, kind, "{}", dead[0].reason);
+        assert!(
+            dead[0].reason.contains(reason),
+            "{} does not contain {reason}",
+            dead[0].reason
+        );
+    }
+}
+
+#[test]
+fn event_times_in_every_accepted_form() {
+    let cases = [
+        (r#""2026-11-11T10:00:00Z""#, 1_794_391_200_000),
+        (r#""2026-11-11T10:00:00.123456Z""#, 1_794_391_200_123),
+        (r#""2026-11-11T18:00:00.5+08:00""#, 1_794_391_200_500),
+        (r#""2026-11-11 10:00:00""#, 1_794_391_200_000),
+        (r#""2026\u002d11-11T10:00:00Z""#, 1_794_391_200_000),
+        ("1794391200000", 1_794_391_200_000),
+        ("-1", -1),
+    ];
+    let payloads: Vec<Vec<u8>> = cases
+        .iter()
+        .map(|(t, _)| sales(t, r#""K""#, "1", "1"))
+        .collect();
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let (batch, dead) = decode_all(Stream::Sales, &refs);
+    assert!(dead.is_empty(), "{dead:?}");
+    let times = batch.unwrap();
+    let times = times.column(0).as_primitive::<TimestampMillisecondType>();
+    for (row, (t, ms)) in cases.iter().enumerate() {
+        assert_eq!(times.value(row), *ms, "{t}");
+    }
+}
+
+#[test]
+fn escapes_in_keys_and_values_are_decoded() {
+    let payload = br#"{"event_time":1,"order_id":"O","channel":"online","region":"east","store_id":"S","\u0073ku":"K\u002d\"1\"\\\ud83d\ude00\n","quantity":1,"unit_price":1,"amount":1,"kind":"order"}"#;
+    let (batch, dead) = decode_all(Stream::Sales, &[payload]);
+    assert!(dead.is_empty(), "{dead:?}");
+    let batch = batch.unwrap();
+    let sku = batch.column_by_name("sku").unwrap().as_string::<i32>();
+    assert_eq!(sku.value(0), "K-\"1\"\\\u{1F600}\n");
+}
+
+#[test]
+fn nullable_fields_take_null_or_absence_and_unknown_fields_are_skipped() {
+    let payload = br#"{"event_time":1,"device_id":"D","plant_id":"P","line_id":"L","kind":"telemetry","state":"running","temperature_c":null,"vibration_mm_s":2,"inspector":"ann","extra":{"deep":[1,{"x":null}]},"more":[]}"#;
+    let (batch, dead) = decode_all(Stream::Equipment, &[payload]);
+    assert!(dead.is_empty(), "{dead:?}");
+    let batch = batch.unwrap();
+    let column = |name: &str| batch.column_by_name(name).unwrap().clone();
+    assert!(column("temperature_c").is_null(0));
+    assert!(column("fault_code").is_null(0));
+    assert!(column("inspection").is_null(0));
+    assert_eq!(column("inspector").as_string::<i32>().value(0), "ann");
+    assert_eq!(
+        column("vibration_mm_s")
+            .as_primitive::<arrow_array::types::Float64Type>()
+            .value(0),
+        2.0
+    );
+}
+
+/// A field named twice is refused: arrow-json would keep the last value, but
+/// values are appended as they are read and a record saying two things about
+/// one field is a producer bug.
+#[test]
+fn a_repeated_field_is_refused() {
+    let payload = sales(r#"1,"sku":"again""#, r#""K""#, "1", "1");
+    let (_, dead) = decode_all(Stream::Sales, &[&payload]);
+    assert_eq!(dead[0].kind, DeadLetterKind::Other);
+    assert_eq!(dead[0].reason, "field `sku` appears more than once");
+}
+
+/// Regression guard for the one-pass design: a record refused at its last
+/// field has already appended its text fields, which must be cut back out.
+#[test]
+fn a_record_refused_late_leaves_nothing_in_the_batch() {
+    let good = sales("1", r#""GOOD-1""#, "1", "1");
+    let late = br#"{"event_time":2,"order_id":"BAD","channel":"BAD","region":"BAD","store_id":"BAD","sku":"BAD","quantity":3,"unit_price":1,"amount":1,"kind":7}"#;
+    let missing = br#"{"event_time":2,"order_id":"BAD","channel":"BAD","region":"BAD","store_id":"BAD","quantity":3,"unit_price":1,"amount":1,"kind":"x"}"#;
+    let good2 = sales("4", r#""GOOD-2""#, "4", "4");
+    let (batch, dead) = decode_all(Stream::Sales, &[&good, late, missing, &good2]);
+    assert_eq!(dead.len(), 2);
+    let batch = batch.unwrap();
+    assert_eq!(batch.num_rows(), 2);
+    let strings = |name: &str| {
+        let c = batch.column_by_name(name).unwrap().as_string::<i32>();
+        (0..c.len())
+            .map(|i| c.value(i).to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strings("sku"), ["GOOD-1", "GOOD-2"]);
+    assert_eq!(strings("order_id"), ["O", "O"]);
+    let quantity = batch
+        .column_by_name("quantity")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    assert_eq!(quantity.values().to_vec(), [1, 4]);
 }

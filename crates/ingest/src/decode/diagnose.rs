@@ -105,6 +105,10 @@ pub fn explain<'a>(
 fn describe_raw(text: &[u8]) -> String {
     match serde_json::from_slice::<Value>(text) {
         Ok(value) => describe(&value),
+        // Beyond f64's range, which serde_json refuses and the grammar allows.
+        Err(_) if matches!(text.first(), Some(b'-' | b'0'..=b'9')) => {
+            format!("number {}", String::from_utf8_lossy(text))
+        }
         Err(_) => format!("`{}`", String::from_utf8_lossy(text)),
     }
 }
