@@ -2,6 +2,9 @@
 //! independent Kafka partitioner to check key placement against, and a reader
 //! of everything appended to a set of topics.
 
+pub mod oracle;
+pub mod sales;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

@@ -554,10 +554,16 @@ impl Engine {
             .collect();
         *parts = held;
         for i in 0..self.views.len() {
-            if view::stream_inputs(&self.views[i].kind).contains(stream)
-                && let DataWatermark::At(w) = self.data_watermark(i)
-            {
-                self.advance(i, w).await?;
+            if !view::stream_inputs(&self.views[i].kind).contains(stream) {
+                continue;
+            }
+            match self.data_watermark(i) {
+                DataWatermark::At(w) => {
+                    self.views[i].progress.idle_since = None;
+                    self.advance(i, w).await?;
+                }
+                DataWatermark::Held => self.views[i].progress.idle_since = None,
+                DataWatermark::AllIdle(_) => {}
             }
         }
         Ok(())

@@ -31,7 +31,7 @@ use datafusion::physical_plan::streaming::StreamingTableExec;
 
 use crate::error::{Error, Result, find_keyword, plan_message};
 use crate::feed::Feed;
-use crate::window::{self, WINDOW_END_FN, WindowSpec};
+use crate::window::{self, WINDOW_END_FN, WINDOW_START_FN, WindowSpec};
 
 /// Output column holding a window's start.
 pub const WINDOW_START: &str = "window_start";
@@ -372,11 +372,14 @@ impl Planner<'_> {
     fn rewrite_window(&self, plan: LogicalPlan) -> Result<(LogicalPlan, WindowSpec)> {
         let mut spec = None;
         let mut failure = None;
-        let end_fn = window::udfs()
-            .into_iter()
-            .find(|u| u.name() == WINDOW_END_FN)
-            .map(Arc::new)
-            .expect("the window end function exists");
+        let udf = |name: &str| {
+            window::udfs()
+                .into_iter()
+                .find(|u| u.name() == name)
+                .map(Arc::new)
+                .expect("the window bound functions exist")
+        };
+        let bounds = (udf(WINDOW_START_FN), udf(WINDOW_END_FN));
         let rewritten = plan
             .transform_up(|node| {
                 if failure.is_some() {
@@ -384,7 +387,7 @@ impl Planner<'_> {
                 }
                 match node {
                     LogicalPlan::Aggregate(agg) => {
-                        match self.rewrite_aggregate(agg, &end_fn) {
+                        match self.rewrite_aggregate(agg, &bounds) {
                             Ok((agg, s)) => {
                                 spec = Some(s);
                                 Ok(Transformed::yes(LogicalPlan::Aggregate(agg)))
@@ -440,18 +443,18 @@ impl Planner<'_> {
     fn rewrite_aggregate(
         &self,
         agg: Aggregate,
-        end_fn: &Arc<ScalarUDF>,
+        (start_fn, end_fn): &(Arc<ScalarUDF>, Arc<ScalarUDF>),
     ) -> Result<(Aggregate, WindowSpec)> {
         let mut windows = Vec::new();
         let mut keys = Vec::new();
         for expr in &agg.group_expr {
             match window::window_call(expr) {
-                Ok(Some(call)) => windows.push((expr.clone(), call)),
+                Ok(Some(call)) => windows.push(call),
                 Ok(None) => keys.push(expr.clone()),
                 Err(message) => return Err(self.plan_error(message)),
             }
         }
-        let (window_expr, call) = match windows.len() {
+        let call = match windows.len() {
             1 => windows.pop().expect("one window"),
             0 => {
                 return Err(self.unsupported(
@@ -468,17 +471,15 @@ impl Planner<'_> {
                 ));
             }
         };
-        let start = match window_expr {
-            Expr::Alias(a) => *a.expr,
-            e => e,
-        };
-        let mut group = vec![
-            start.alias(WINDOW_START),
+        let bound = |f: &Arc<ScalarUDF>| {
             Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
-                end_fn.clone(),
+                f.clone(),
                 vec![call.time_arg.clone()],
             ))
-            .alias(WINDOW_END),
+        };
+        let mut group = vec![
+            bound(start_fn).alias(WINDOW_START),
+            bound(end_fn).alias(WINDOW_END),
         ];
         group.extend(keys);
         let rewritten = Aggregate::try_new(agg.input.clone(), group, agg.aggr_expr.clone())

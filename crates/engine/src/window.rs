@@ -115,7 +115,9 @@ impl Panes {
     }
 }
 
-/// Name of the function marking the end column of a window in a rewritten plan.
+/// Names of the functions marking the start and end columns of a window in a
+/// rewritten plan; their argument is the event time.
+pub(crate) const WINDOW_START_FN: &str = "kpiflow_window_start";
 pub(crate) const WINDOW_END_FN: &str = "kpiflow_window_end";
 
 /// The SQL functions: `tumble`, `hop`, `session`, and the internal end marker.
@@ -124,6 +126,7 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
         ScalarUDF::from(WindowFn::new("tumble", 2)),
         ScalarUDF::from(WindowFn::new("hop", 3)),
         ScalarUDF::from(WindowFn::new("session", 2)),
+        ScalarUDF::from(WindowFn::new(WINDOW_START_FN, 1)),
         ScalarUDF::from(WindowFn::new(WINDOW_END_FN, 1)),
     ]
 }
@@ -154,7 +157,11 @@ impl ScalarUDFImpl for WindowFn {
 
     fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
         match args.first() {
-            Some(t @ DataType::Timestamp(_, _)) => Ok(t.clone()),
+            // Window bounds are always milliseconds in UTC, whatever the time's unit.
+            Some(DataType::Timestamp(_, _)) => Ok(DataType::Timestamp(
+                TimeUnit::Millisecond,
+                Some("UTC".into()),
+            )),
             Some(other) => plan_err!(
                 "{}(): the first argument must be a timestamp column such as event_time, got {other}",
                 self.name

@@ -1,5 +1,4 @@
-//! Hand-made source batches for engine tests.
-#![allow(dead_code)]
+//! Hand-made sales batches for engine tests.
 
 use std::sync::Arc;
 

@@ -1,6 +1,5 @@
-mod common;
 
-use common::*;
+use kpiflow_tests::sales::*;
 use kpiflow_engine::{Emit, Engine, EngineConfig, MemorySink};
 use kpiflow_types::Stream;
 
