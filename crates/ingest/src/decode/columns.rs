@@ -152,14 +152,6 @@ impl Column {
         }
     }
 
-    /// Bytes of text held, which must stay addressable by `i32` offsets.
-    pub fn text_bytes(&self) -> usize {
-        match &self.values {
-            Values::Utf8 { bytes, .. } => bytes.len(),
-            _ => 0,
-        }
-    }
-
     /// The column as an Arrow array, leaving it empty with room for `capacity` rows.
     pub fn finish(&mut self, capacity: usize) -> ArrayRef {
         // arrow-buffer's types are reached by inference: it is not a direct dependency.

@@ -74,34 +74,40 @@ static STRING_STOP: [bool; 256] = {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any of the 8 bytes in `w` would stop [`string`]'s scan.
-#[inline]
-fn word_has_stop(w: u64) -> bool {
-    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+/// The high bit of each of `w`'s bytes that would stop [`string`]'s scan
+/// (`"`, `\`, below 0x20, or non-ASCII). Bits above the lowest may be
+/// false alarms (borrows carry upwards); the lowest is exact.
+#[inline(always)]
+fn stops(w: u64) -> u64 {
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
     let quote = zero_byte(w ^ (ONES * u64::from(b'"')));
     let backslash = zero_byte(w ^ (ONES * u64::from(b'\\')));
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-    (quote | backslash | control | (w & HIGHS)) != 0
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    (quote | backslash | control | w) & HIGHS
 }
 
 /// `bytes[start]` is `"`: checks the string (escapes, control characters,
 /// UTF-8) and returns where it ends.
-#[inline]
+#[inline(always)]
 pub fn string(bytes: &[u8], start: usize) -> Result<Str> {
     let mut i = start + 1;
     let mut escaped = false;
     let mut ascii = true;
     loop {
-        // Eight bytes at a time while nothing interesting is in them.
-        while let Some(chunk) = bytes.get(i..i + 8) {
-            let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            if word_has_stop(w) {
+        // Eight bytes at a time, jumping to the first one that matters.
+        loop {
+            let Some(chunk) = bytes.get(i..i + 8) else {
+                while i < bytes.len() && !STRING_STOP[bytes[i] as usize] {
+                    i += 1;
+                }
+                break;
+            };
+            let mask = stops(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+            if mask != 0 {
+                i += (mask.trailing_zeros() / 8) as usize;
                 break;
             }
             i += 8;
-        }
-        while i < bytes.len() && !STRING_STOP[bytes[i] as usize] {
-            i += 1;
         }
         match bytes.get(i) {
             None => return err(i, "message ends inside a string (truncated)"),
@@ -268,7 +274,9 @@ impl Num {
 }
 
 /// `bytes[start]` is `-` or a digit; reads a number by the JSON grammar.
-#[inline]
+// Inlined: returned through memory, the token cost a store-forwarding stall
+// per number (16 % of the field decoding time in a profile).
+#[inline(always)]
 pub fn number(bytes: &[u8], start: usize) -> Result<Num> {
     let mut i = start;
     let negative = bytes[i] == b'-';
@@ -277,18 +285,17 @@ pub fn number(bytes: &[u8], start: usize) -> Result<Num> {
     }
     let mut mantissa = 0u64;
     let mut digits = 0u32;
-    let mut take = |i: &mut usize| {
-        while let Some(&d @ b'0'..=b'9') = bytes.get(*i) {
-            if digits < 19 {
-                mantissa = mantissa * 10 + u64::from(d - b'0');
-            }
-            digits += 1;
-            *i += 1;
-        }
-    };
     match bytes.get(i) {
         Some(b'0') => i += 1,
-        Some(b'1'..=b'9') => take(&mut i),
+        Some(b'1'..=b'9') => {
+            while let Some(&d @ b'0'..=b'9') = bytes.get(i) {
+                if digits < 19 {
+                    mantissa = mantissa * 10 + u64::from(d - b'0');
+                }
+                digits += 1;
+                i += 1;
+            }
+        }
         _ => return err(i, "invalid number"),
     }
     let mut fraction_digits = 0;
@@ -297,7 +304,13 @@ pub fn number(bytes: &[u8], start: usize) -> Result<Num> {
         integer = false;
         let first = i + 1;
         i = first;
-        take(&mut i);
+        while let Some(&d @ b'0'..=b'9') = bytes.get(i) {
+            if digits < 19 {
+                mantissa = mantissa * 10 + u64::from(d - b'0');
+            }
+            digits += 1;
+            i += 1;
+        }
         if i == first {
             return err(first - 1, "invalid number: no digits after '.'");
         }
@@ -503,6 +516,64 @@ mod tests {
             string(b"\"ok \xc3\xa9 then \xff\"", 0).unwrap_err().offset,
             12
         );
+    }
+
+    /// The same rules one byte at a time, without the word scan.
+    fn string_bytewise(bytes: &[u8], start: usize) -> Result<Str> {
+        let mut i = start + 1;
+        let mut escaped = false;
+        loop {
+            match bytes.get(i) {
+                None => return err(i, "message ends inside a string (truncated)"),
+                Some(b'"') => {
+                    if let Err(e) = std::str::from_utf8(&bytes[start + 1..i]) {
+                        return err(start + 1 + e.valid_up_to(), "invalid UTF-8 in a string");
+                    }
+                    return Ok(Str {
+                        end: i + 1,
+                        escaped,
+                    });
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    i = escape(bytes, i)?;
+                }
+                Some(&c) if c < 0x20 => {
+                    return err(i, "unescaped control character in a string");
+                }
+                Some(_) => i += 1,
+            }
+        }
+    }
+
+    #[test]
+    fn the_word_scan_agrees_with_a_byte_scan_at_every_position() {
+        let specials: [&[u8]; 10] = [
+            b"\"",
+            b"\\n",
+            b"\\u00e9",
+            b"\x01",
+            b"\x1f",
+            b"\x7f",
+            b"\xc3\xa9",
+            b"\xff",
+            b"\xe2\x82",
+            b" ",
+        ];
+        for len in 0..24 {
+            for at in 0..=len {
+                for special in specials {
+                    for tail in [&b"\""[..], b"", b"\"}"] {
+                        let mut s = b"\"".to_vec();
+                        s.extend(std::iter::repeat_n(b'a', at));
+                        s.extend_from_slice(special);
+                        s.extend(std::iter::repeat_n(b'b', len - at));
+                        s.extend_from_slice(tail);
+                        assert_eq!(string(&s, 0), string_bytewise(&s, 0), "{s:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -21,10 +21,6 @@ use kpiflow_types::{DeadLetter, DeadLetterKind, Stream};
 use columns::{Column, Kind, Values};
 use record::RecordReader;
 
-/// Text a batch may hold per column before it counts as full, well below
-/// the 2 GiB that 32-bit string offsets address.
-const MAX_TEXT_BYTES: usize = 1 << 30;
-
 /// Most rows reserved up front; larger batches grow as they fill.
 const MAX_RESERVED_ROWS: usize = 1 << 16;
 
@@ -95,7 +91,7 @@ impl TopicDecoder {
     /// The next batch has reached its row limit (or holds a gigabyte of
     /// text in one column): call [`finish`](Self::finish).
     pub fn is_full(&self) -> bool {
-        self.rows >= self.max_rows || self.columns.iter().any(|c| c.text_bytes() > MAX_TEXT_BYTES)
+        self.rows >= self.max_rows || self.reader.text_full()
     }
 
     /// Decodes a message into the next batch, or returns it as a dead letter
@@ -173,6 +169,7 @@ impl TopicDecoder {
             .map(|c| c.finish(capacity))
             .collect();
         self.rows = 0;
+        self.reader.clear_full();
         let batch = RecordBatch::try_new(self.output_schema.clone(), arrays)
             .expect("decoded columns match the stream's source schema");
         (Some(batch), Vec::new())

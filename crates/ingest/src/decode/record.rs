@@ -35,9 +35,55 @@ pub const MAX_FIELDS: usize = 64;
 #[derive(Debug, Clone)]
 struct FieldSpec {
     name: String,
-    /// The name and its closing quote, to match an unescaped key in place.
-    quoted: Vec<u8>,
+    key: Key,
     kind: Kind,
+}
+
+/// A field's name and closing quote as 8-byte words, to recognise the
+/// unescaped key in place without a call to `memcmp`.
+#[derive(Debug, Clone)]
+struct Key {
+    quoted: Vec<u8>,
+    /// Little-endian words of `quoted`, the last one masked to its length.
+    words: Vec<(u64, u64)>,
+}
+
+impl Key {
+    fn new(name: &str) -> Key {
+        let mut quoted = name.as_bytes().to_vec();
+        quoted.push(b'"');
+        let words = quoted
+            .chunks(8)
+            .map(|chunk| {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                let mask = if chunk.len() == 8 {
+                    u64::MAX
+                } else {
+                    (1u64 << (8 * chunk.len())) - 1
+                };
+                (u64::from_le_bytes(word), mask)
+            })
+            .collect();
+        Key { quoted, words }
+    }
+
+    /// Whether `rest` starts with the name and its closing quote.
+    #[inline(always)]
+    fn starts(&self, rest: &[u8]) -> bool {
+        if rest.len() < self.words.len() * 8 {
+            return rest.starts_with(&self.quoted);
+        }
+        let mut at = 0;
+        for &(word, mask) in &self.words {
+            let bytes: [u8; 8] = rest[at..at + 8].try_into().expect("8 bytes");
+            if u64::from_le_bytes(bytes) & mask != word {
+                return false;
+            }
+            at += 8;
+        }
+        true
+    }
 }
 
 /// Reads messages of one flat schema into its columns.
@@ -48,7 +94,14 @@ pub struct RecordReader {
     nullable: u64,
     /// Unescaped keys and time strings.
     scratch: Vec<u8>,
+    times: time::TimeParser,
+    /// A text column passed [`TEXT_FULL`] bytes since the last [`RecordReader::clear_full`].
+    text_full: bool,
 }
+
+/// Text a batch may hold per column before it counts as full, well below
+/// the 2 GiB that 32-bit string offsets address.
+const TEXT_FULL: usize = 1 << 30;
 
 impl RecordReader {
     /// A reader for `schema`.
@@ -70,11 +123,9 @@ impl RecordReader {
                 } else {
                     required |= 1 << i;
                 }
-                let mut quoted = f.name().as_bytes().to_vec();
-                quoted.push(b'"');
                 FieldSpec {
                     name: f.name().clone(),
-                    quoted,
+                    key: Key::new(f.name()),
                     kind: Kind::of(f)
                         .unwrap_or_else(|| panic!("unsupported type for field {}", f.name())),
                 }
@@ -85,7 +136,19 @@ impl RecordReader {
             required,
             nullable,
             scratch: Vec::new(),
+            times: time::TimeParser::default(),
+            text_full: false,
         }
+    }
+
+    /// Whether a text column has grown past a gigabyte: the batch should be finished.
+    pub fn text_full(&self) -> bool {
+        self.text_full
+    }
+
+    /// Called when the columns are emptied.
+    pub fn clear_full(&mut self) {
+        self.text_full = false;
     }
 
     /// The kind of each field, in schema order.
@@ -125,8 +188,8 @@ impl RecordReader {
                     );
                 }
                 let field = match self.fields.get(next) {
-                    Some(f) if bytes.get(i + 1..i + 1 + f.quoted.len()) == Some(&f.quoted[..]) => {
-                        i += 1 + f.quoted.len();
+                    Some(f) if f.key.starts(&bytes[i + 1..]) => {
+                        i += 1 + f.key.quoted.len();
                         Some(next)
                     }
                     _ => {
@@ -240,10 +303,13 @@ impl RecordReader {
                 } else {
                     text.extend_from_slice(raw);
                 }
-                let Ok(offset) = i32::try_from(text.len()) else {
-                    return Err(Problem::TooLarge);
-                };
-                offsets.push(offset);
+                if text.len() > TEXT_FULL {
+                    self.text_full = true;
+                    if text.len() > i32::MAX as usize {
+                        return Err(Problem::TooLarge);
+                    }
+                }
+                offsets.push(text.len() as i32);
                 s.end
             }
             (Values::Int64(values), b'-' | b'0'..=b'9') => {
@@ -288,7 +354,7 @@ impl RecordReader {
                 } else {
                     raw
                 };
-                match time::parse_ms(text) {
+                match self.times.parse_ms(text) {
                     Some(ms) => values.push(ms),
                     None => {
                         return Err(Problem::BadTime {

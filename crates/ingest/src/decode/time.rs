@@ -8,79 +8,99 @@
 
 use chrono::Utc;
 
-/// Epoch milliseconds of `text`, or `None` when it is not a time.
-#[inline]
-pub fn parse_ms(text: &[u8]) -> Option<i64> {
-    rfc3339_ms(text).or_else(|| {
-        let text = std::str::from_utf8(text).ok()?;
-        arrow_cast::parse::string_to_datetime(&Utc, text)
-            .ok()
-            .map(|t| t.timestamp_millis())
-    })
+/// Parses event times, remembering the last date seen: consecutive records
+/// mostly share it, and its day number costs several divisions.
+#[derive(Debug, Clone, Default)]
+pub struct TimeParser {
+    last_date: Option<([u8; 10], i64)>,
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)` with every field in range;
-/// `None` for anything else (which may still be a time arrow-cast accepts).
-fn rfc3339_ms(t: &[u8]) -> Option<i64> {
-    if t.len() < 20 {
-        return None;
+impl TimeParser {
+    /// Epoch milliseconds of `text`, or `None` when it is not a time.
+    #[inline]
+    pub fn parse_ms(&mut self, text: &[u8]) -> Option<i64> {
+        self.rfc3339_ms(text).or_else(|| {
+            let text = std::str::from_utf8(text).ok()?;
+            arrow_cast::parse::string_to_datetime(&Utc, text)
+                .ok()
+                .map(|t| t.timestamp_millis())
+        })
     }
-    let two = |i: usize| -> Option<i64> {
-        let (a, b) = (t[i].wrapping_sub(b'0'), t[i + 1].wrapping_sub(b'0'));
-        (a < 10 && b < 10).then(|| i64::from(a * 10 + b))
-    };
-    if t[4] != b'-' || t[7] != b'-' || !matches!(t[10], b'T' | b't') || t[13] != b':' {
-        return None;
-    }
-    if t[16] != b':' {
-        return None;
-    }
-    let year = two(0)? * 100 + two(2)?;
-    let (month, day) = (two(5)?, two(8)?);
-    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
-    }
-    let mut i = 19;
-    let mut millis = 0;
-    if t[i] == b'.' {
-        let first = i + 1;
-        i = first;
-        while i < t.len() && t[i].is_ascii_digit() {
-            if i - first < 3 {
-                millis = millis * 10 + i64::from(t[i] - b'0');
-            }
-            i += 1;
-        }
-        let digits = i - first;
-        if !(1..=9).contains(&digits) {
+
+    /// `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)` with every field in range;
+    /// `None` for anything else (which may still be a time arrow-cast accepts).
+    #[inline]
+    fn rfc3339_ms(&mut self, t: &[u8]) -> Option<i64> {
+        if t.len() < 20 || !matches!(t[10], b'T' | b't') || t[13] != b':' || t[16] != b':' {
             return None;
         }
-        for _ in digits..3 {
-            millis *= 10;
+        let date: [u8; 10] = t[..10].try_into().expect("10 bytes");
+        let days = match self.last_date {
+            Some((last, days)) if last == date => days,
+            _ => {
+                let days = days_of(&date)?;
+                self.last_date = Some((date, days));
+                days
+            }
+        };
+        let (hour, minute, second) = (two(t, 11)?, two(t, 14)?, two(t, 17)?);
+        if hour > 23 || minute > 59 || second > 59 {
+            return None;
         }
-    }
-    let offset_minutes = match &t[i..] {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let (h, m) = (two(i + 1)?, two(i + 4)?);
-            if h > 23 || m > 59 {
+        let mut i = 19;
+        let mut millis = 0;
+        if t[i] == b'.' {
+            let first = i + 1;
+            i = first;
+            while i < t.len() && t[i].is_ascii_digit() {
+                if i - first < 3 {
+                    millis = millis * 10 + i64::from(t[i] - b'0');
+                }
+                i += 1;
+            }
+            let digits = i - first;
+            if !(1..=9).contains(&digits) {
                 return None;
             }
-            let minutes = h * 60 + m;
-            if *sign == b'-' { -minutes } else { minutes }
+            for _ in digits..3 {
+                millis *= 10;
+            }
         }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
-    Some(seconds * 1_000 + millis)
+        let offset_minutes = match &t[i..] {
+            [b'Z' | b'z'] => 0,
+            [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+                let (h, m) = (two(t, i + 1)?, two(t, i + 4)?);
+                if h > 23 || m > 59 {
+                    return None;
+                }
+                let minutes = h * 60 + m;
+                if *sign == b'-' { -minutes } else { minutes }
+            }
+            _ => return None,
+        };
+        let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+        Some(seconds * 1_000 + millis)
+    }
+}
+
+/// The two digits at `t[i..i + 2]` as a number.
+#[inline(always)]
+fn two(t: &[u8], i: usize) -> Option<i64> {
+    let (a, b) = (t[i].wrapping_sub(b'0'), t[i + 1].wrapping_sub(b'0'));
+    (a < 10 && b < 10).then(|| i64::from(a * 10 + b))
+}
+
+/// Days since 1970-01-01 of a valid `YYYY-MM-DD`.
+fn days_of(date: &[u8; 10]) -> Option<i64> {
+    if date[4] != b'-' || date[7] != b'-' {
+        return None;
+    }
+    let year = two(date, 0)? * 100 + two(date, 2)?;
+    let (month, day) = (two(date, 5)?, two(date, 8)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day))
 }
 
 fn is_leap(year: i64) -> bool {
@@ -134,8 +154,9 @@ mod tests {
             "0001-01-01T00:00:00Z",
             "9999-12-31T23:59:59.999+23:59",
         ] {
-            assert_eq!(rfc3339_ms(text.as_bytes()), arrow(text), "{text}");
-            assert!(rfc3339_ms(text.as_bytes()).is_some(), "{text}");
+            let mut parser = TimeParser::default();
+            assert_eq!(parser.rfc3339_ms(text.as_bytes()), arrow(text), "{text}");
+            assert!(parser.rfc3339_ms(text.as_bytes()).is_some(), "{text}");
         }
     }
 
@@ -153,10 +174,27 @@ mod tests {
             "yesterday",
             "",
         ] {
-            assert_eq!(rfc3339_ms(text.as_bytes()), None, "{text}");
-            assert_eq!(parse_ms(text.as_bytes()), arrow(text), "{text}");
+            let mut parser = TimeParser::default();
+            assert_eq!(parser.rfc3339_ms(text.as_bytes()), None, "{text}");
+            assert_eq!(parser.parse_ms(text.as_bytes()), arrow(text), "{text}");
         }
-        assert!(parse_ms(b"2026-11-11 10:00:00").is_some());
-        assert_eq!(parse_ms(b"11/11/2026 10:00"), None);
+        let mut parser = TimeParser::default();
+        assert!(parser.parse_ms(b"2026-11-11 10:00:00").is_some());
+        assert_eq!(parser.parse_ms(b"11/11/2026 10:00"), None);
+    }
+
+    #[test]
+    fn the_remembered_date_is_only_reused_for_the_same_date() {
+        let mut parser = TimeParser::default();
+        for text in [
+            "2026-11-11T10:00:00Z",
+            "2026-11-11T23:59:59.999Z",
+            "2026-11-12T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-11-12T00:00:00+01:00",
+            "2024-02-29T00:00:00Z",
+        ] {
+            assert_eq!(parser.parse_ms(text.as_bytes()), arrow(text), "{text}");
+        }
     }
 }
