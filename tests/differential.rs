@@ -88,6 +88,17 @@ fn cases() -> Vec<Case> {
             keep: |s| s.quantity >= 2,
             window: spec,
         });
+        let joined: &'static str = Box::leak(format!("{kind}_joined").into_boxed_str());
+        out.push(Case {
+            name: joined,
+            sql: format!(
+                "SELECT k.category, count(*) AS n, sum(s.amount) AS revenue, max(k.unit_price) AS list_price \
+                 FROM sales s JOIN skus k ON s.sku = k.sku GROUP BY {}, k.category",
+                call.replace("event_time", "s.event_time")
+            ),
+            keep: |s| s.sku != "SKU-XX-99",
+            window: spec,
+        });
         let global: &'static str = Box::leak(format!("{kind}_global").into_boxed_str());
         out.push(Case {
             name: global,
@@ -116,7 +127,21 @@ fn generate(
     idle_share: f64,
 ) -> Input {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let skus = ["A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "L"];
+    // SKUs of sql/reference/skus.csv, and one that is not there.
+    let skus = [
+        "SKU-KT-01",
+        "SKU-KT-02",
+        "SKU-KT-03",
+        "SKU-KT-04",
+        "SKU-RC-01",
+        "SKU-RC-02",
+        "SKU-RC-03",
+        "SKU-AF-01",
+        "SKU-AF-02",
+        "SKU-BL-01",
+        "SKU-BL-02",
+        "SKU-XX-99",
+    ];
     let channels = ["online", "retail", "dealer"];
     let regions = ["east", "south", "north"];
     // Per partition: event times in its own order.
@@ -199,6 +224,11 @@ async fn engine(cases: &[Case]) -> (Engine, MemorySink) {
         ..EngineConfig::default()
     })
     .unwrap();
+    let skus = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sql/reference/skus.csv"),
+    )
+    .unwrap();
+    engine.register_reference_csv("skus", &skus).unwrap();
     for case in cases {
         engine.create_view(case.name, &case.sql).await.unwrap();
     }

@@ -20,7 +20,11 @@ async fn engine_with(views: &[(&str, &str)]) -> (Engine, MemorySink) {
     (engine, sink)
 }
 
-fn push_of(sales: &[Sale], first_offset: i64, progress: Vec<kpiflow_types::PartitionProgress>) -> SourceBatch {
+fn push_of(
+    sales: &[Sale],
+    first_offset: i64,
+    progress: Vec<kpiflow_types::PartitionProgress>,
+) -> SourceBatch {
     batch(Stream::Sales, sales_rows(sales, first_offset), progress)
 }
 
@@ -41,15 +45,34 @@ async fn a_window_is_final_once_the_watermark_passes_its_end() {
     assert_eq!(engine.watermark("per_minute"), Some(56_000));
     assert_eq!(sink.rows("per_minute", Emit::Final), 0);
     engine
-        .push(&push_of(&[sale(66_000, 0, "B", "online", 1, 1.0)], 4, vec![progress(0, Some(66_000), false)]))
+        .push(&push_of(
+            &[sale(66_000, 0, "B", "online", 1, 1.0)],
+            4,
+            vec![progress(0, Some(66_000), false)],
+        ))
         .await
         .unwrap();
     let finals = sink.batches("per_minute", Emit::Final);
     assert_eq!(finals.len(), 1);
     let f = &finals[0];
-    let skus = f.column_by_name("sku").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
-    let orders = f.column_by_name("orders").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
-    let revenue = f.column_by_name("revenue").unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
+    let skus = f
+        .column_by_name("sku")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    let orders = f
+        .column_by_name("orders")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    let revenue = f
+        .column_by_name("revenue")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap();
     let mut rows: Vec<(String, i64, f64)> = (0..f.num_rows())
         .map(|i| (skus.value(i).to_owned(), orders.value(i), revenue.value(i)))
         .collect();
@@ -82,7 +105,11 @@ async fn a_window_is_final_once_the_watermark_passes_its_end() {
 
     // An event for the closed minute goes to the late table, once.
     engine
-        .push(&push_of(&[sale(3_000, 0, "A", "online", 1, 7.0)], 5, vec![progress(0, Some(66_000), false)]))
+        .push(&push_of(
+            &[sale(3_000, 0, "A", "online", 1, 7.0)],
+            5,
+            vec![progress(0, Some(66_000), false)],
+        ))
         .await
         .unwrap();
     assert_eq!(sink.rows("per_minute", Emit::Late), 1);
@@ -97,16 +124,26 @@ async fn a_window_is_final_once_the_watermark_passes_its_end() {
         .unwrap();
     let text = pretty(&late);
     assert!(text.contains("window already final"), "{text}");
-    assert!(text.contains("1970-01-01T00:01:01Z"), "the watermark at arrival: {text}");
+    assert!(
+        text.contains("1970-01-01T00:01:01Z"),
+        "the watermark at arrival: {text}"
+    );
 }
 
 #[tokio::test]
 async fn a_partition_without_events_holds_the_watermark_until_it_is_idle() {
     let (mut engine, sink) = engine_with(&[("per_minute", PER_MINUTE)]).await;
-    let rows = [sale(1_000, 0, "A", "online", 1, 1.0), sale(200_000, 0, "A", "online", 1, 1.0)];
+    let rows = [
+        sale(1_000, 0, "A", "online", 1, 1.0),
+        sale(200_000, 0, "A", "online", 1, 1.0),
+    ];
     // Partition 1 is assigned but has delivered nothing (lagging or paused): no watermark.
     engine
-        .push(&push_of(&rows, 0, vec![progress(0, Some(200_000), false), progress(1, None, false)]))
+        .push(&push_of(
+            &rows,
+            0,
+            vec![progress(0, Some(200_000), false), progress(1, None, false)],
+        ))
         .await
         .unwrap();
     assert_eq!(engine.watermark("per_minute"), None);
@@ -114,7 +151,11 @@ async fn a_partition_without_events_holds_the_watermark_until_it_is_idle() {
     assert_eq!(sink.rows("per_minute", Emit::Final), 0);
     // Partition 1 caught up and quiet: it no longer holds windows open.
     engine
-        .push(&push_of(&[], 2, vec![progress(0, Some(200_000), false), progress(1, None, true)]))
+        .push(&push_of(
+            &[],
+            2,
+            vec![progress(0, Some(200_000), false), progress(1, None, true)],
+        ))
         .await
         .unwrap();
     assert_eq!(engine.watermark("per_minute"), Some(195_000));
@@ -124,14 +165,31 @@ async fn a_partition_without_events_holds_the_watermark_until_it_is_idle() {
 #[tokio::test]
 async fn with_all_input_idle_windows_close_by_the_clock() {
     let (mut engine, sink) = engine_with(&[("per_minute", PER_MINUTE)]).await;
-    let rows = [sale(10_000, 0, "A", "online", 1, 1.0), sale(20_000, 1, "B", "online", 1, 1.0)];
+    let rows = [
+        sale(10_000, 0, "A", "online", 1, 1.0),
+        sale(20_000, 1, "B", "online", 1, 1.0),
+    ];
     engine
-        .push(&push_of(&rows, 0, vec![progress(0, Some(10_000), false), progress(1, Some(20_000), false)]))
+        .push(&push_of(
+            &rows,
+            0,
+            vec![
+                progress(0, Some(10_000), false),
+                progress(1, Some(20_000), false),
+            ],
+        ))
         .await
         .unwrap();
     // Nothing more arrives; the source reports both partitions idle.
     engine
-        .push(&push_of(&[], 2, vec![progress(0, Some(10_000), true), progress(1, Some(20_000), true)]))
+        .push(&push_of(
+            &[],
+            2,
+            vec![
+                progress(0, Some(10_000), true),
+                progress(1, Some(20_000), true),
+            ],
+        ))
         .await
         .unwrap();
     let t0 = 1_000_000;
@@ -140,13 +198,24 @@ async fn with_all_input_idle_windows_close_by_the_clock() {
     assert_eq!(engine.watermark("per_minute"), Some(15_000));
     assert_eq!(sink.rows("per_minute", Emit::Final), 0);
     engine.tick(t0 + 44_000).await.unwrap();
-    assert_eq!(sink.rows("per_minute", Emit::Final), 0, "the minute ends at 60 s; watermark 59 s");
+    assert_eq!(
+        sink.rows("per_minute", Emit::Final),
+        0,
+        "the minute ends at 60 s; watermark 59 s"
+    );
     engine.tick(t0 + 45_000).await.unwrap();
     assert_eq!(engine.watermark("per_minute"), Some(60_000));
     assert_eq!(sink.rows("per_minute", Emit::Final), 2);
     // Data again: the clock no longer drives the watermark, and it never goes back.
     engine
-        .push(&push_of(&[sale(61_000, 0, "A", "online", 1, 1.0)], 3, vec![progress(0, Some(61_000), false), progress(1, Some(20_000), true)]))
+        .push(&push_of(
+            &[sale(61_000, 0, "A", "online", 1, 1.0)],
+            3,
+            vec![
+                progress(0, Some(61_000), false),
+                progress(1, Some(20_000), true),
+            ],
+        ))
         .await
         .unwrap();
     engine.tick(t0 + 100_000).await.unwrap();
@@ -165,7 +234,10 @@ async fn a_view_without_aggregation_passes_rows_on_as_final() {
         sale(2_000, 0, "B", "online", 1, 50.0),
         sale(3_000, 0, "C", "online", 1, 100.0),
     ];
-    engine.push(&push_of(&rows, 0, vec![progress(0, Some(3_000), false)])).await.unwrap();
+    engine
+        .push(&push_of(&rows, 0, vec![progress(0, Some(3_000), false)]))
+        .await
+        .unwrap();
     assert_eq!(sink.rows("big_orders", Emit::Final), 2);
 }
 
@@ -178,24 +250,42 @@ async fn view_options_come_from_the_leading_comment() {
     assert_eq!(options.late, kpiflow_engine::LatePolicy::Drop);
     assert!(sql.starts_with("SELECT") && !sql.ends_with(';'));
     let err = parse_view_file("v", "-- @late keep\nSELECT 1").unwrap_err();
-    assert_eq!(err.to_string(), "view `v`: option `late`: `keep`: expected `table` or `drop`");
+    assert_eq!(
+        err.to_string(),
+        "view `v`: option `late`: `keep`: expected `table` or `drop`"
+    );
     let err = parse_view_file("v", "-- @out_of_orderness soon\nSELECT 1").unwrap_err();
-    assert!(err.to_string().contains("`soon` is not a duration"), "{err}");
+    assert!(
+        err.to_string().contains("`soon` is not a duration"),
+        "{err}"
+    );
 
     let mut engine = Engine::new(EngineConfig::default()).unwrap();
     let sink = MemorySink::default();
     engine.add_sink(Box::new(sink.clone()));
     engine.create_view_file("v", text).await.unwrap();
     engine
-        .push(&push_of(&[sale(100_000, 0, "A", "online", 1, 1.0)], 0, vec![progress(0, Some(100_000), false)]))
+        .push(&push_of(
+            &[sale(100_000, 0, "A", "online", 1, 1.0)],
+            0,
+            vec![progress(0, Some(100_000), false)],
+        ))
         .await
         .unwrap();
     assert_eq!(engine.watermark("v"), Some(70_000));
     engine
-        .push(&push_of(&[sale(1_000, 0, "A", "online", 1, 1.0)], 1, vec![progress(0, Some(100_000), false)]))
+        .push(&push_of(
+            &[sale(1_000, 0, "A", "online", 1, 1.0)],
+            1,
+            vec![progress(0, Some(100_000), false)],
+        ))
         .await
         .unwrap();
-    assert_eq!(sink.rows("v", Emit::Late), 0, "late rows dropped, not written");
+    assert_eq!(
+        sink.rows("v", Emit::Late),
+        0,
+        "late rows dropped, not written"
+    );
     assert_eq!(sink.rows("v", Emit::Final), 0);
 }
 
@@ -203,16 +293,26 @@ async fn view_options_come_from_the_leading_comment() {
 const REFUSED: &[(&str, &[&str])] = &[
     (
         "SELECT s.sku FROM sales s JOIN production p ON s.sku = p.sku",
-        &["a join of two streams", "line 1, column 27", "windowed view"],
+        &[
+            "a join of two streams",
+            "line 1, column 27",
+            "windowed view",
+        ],
     ),
-    ("SELECT sku FROM sales ORDER BY sku", &["ORDER BY is not supported", "line 1, column 23"]),
+    (
+        "SELECT sku FROM sales ORDER BY sku",
+        &["ORDER BY is not supported", "line 1, column 23"],
+    ),
     (
         "SELECT sku, row_number() OVER (PARTITION BY sku ORDER BY event_time) AS n FROM sales",
         &["window function with OVER", "line 1, column 26"],
     ),
     ("SELECT sku FROM sales LIMIT 5", &["LIMIT is not supported"]),
     ("SELECT DISTINCT sku FROM sales", &["DISTINCT"]),
-    ("SELECT sku, count(*) FROM sales GROUP BY sku", &["GROUP BY without a window", "tumble"]),
+    (
+        "SELECT sku, count(*) FROM sales GROUP BY sku",
+        &["GROUP BY without a window", "tumble"],
+    ),
     ("SELECT count(*) FROM sales", &["GROUP BY without a window"]),
     (
         "SELECT tumble(event_time, INTERVAL '1 minute') AS w FROM sales",
@@ -235,7 +335,10 @@ const REFUSED: &[(&str, &[&str])] = &[
         "SELECT k.sku, s.amount FROM skus k LEFT JOIN sales s ON s.sku = k.sku",
         &["keeps the reference table's unmatched rows"],
     ),
-    ("SELECT sku FROM sales WHERE sku IN (SELECT sku FROM skus)", &["subquery"]),
+    (
+        "SELECT sku FROM sales WHERE sku IN (SELECT sku FROM skus)",
+        &["subquery"],
+    ),
     ("SELECT nope FROM sales", &["nope"]),
     (
         "SELECT count(*) AS window_start FROM sales GROUP BY tumble(event_time, INTERVAL '1 minute')",
@@ -248,8 +351,14 @@ const REFUSED: &[(&str, &[&str])] = &[
 async fn unsupported_sql_is_refused_naming_the_construct() {
     for (sql, words) in REFUSED {
         let mut engine = Engine::new(EngineConfig::default()).unwrap();
-        engine.register_reference_csv("skus", "sku,name\nA,Kettle\n").unwrap();
-        let err = engine.create_view("v", sql).await.err().unwrap_or_else(|| panic!("accepted: {sql}"));
+        engine
+            .register_reference_csv("skus", "sku,name\nA,Kettle\n")
+            .unwrap();
+        let err = engine
+            .create_view("v", sql)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {sql}"));
         let text = err.to_string();
         for w in *words {
             assert!(text.contains(w), "error for `{sql}` lacks `{w}`: {text}");
@@ -265,9 +374,18 @@ async fn unsupported_sql_is_refused_naming_the_construct() {
 #[tokio::test]
 async fn names_are_checked() {
     let (mut engine, _) = engine_with(&[("per_minute", PER_MINUTE)]).await;
-    let err = engine.create_view("per_minute", PER_MINUTE).await.unwrap_err();
-    assert_eq!(err.to_string(), "a table or view named `per_minute` already exists");
-    let err = engine.create_view("Per Minute", PER_MINUTE).await.unwrap_err();
+    let err = engine
+        .create_view("per_minute", PER_MINUTE)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a table or view named `per_minute` already exists"
+    );
+    let err = engine
+        .create_view("Per Minute", PER_MINUTE)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not a valid name"), "{err}");
     engine.drop_view("per_minute").unwrap();
     engine.create_view("per_minute", PER_MINUTE).await.unwrap();

@@ -26,7 +26,7 @@ use datafusion::logical_expr::{Aggregate, Expr, JoinType, LogicalPlan, Projectio
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, aggregate_expressions};
 use datafusion::physical_plan::streaming::StreamingTableExec;
 
 use crate::error::{Error, Result, find_keyword, plan_message};
@@ -62,6 +62,8 @@ pub(crate) struct WindowedPlan {
     /// Group keys other than the window, on `lower`'s output.
     pub keys: Vec<(Arc<dyn PhysicalExpr>, String)>,
     pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    /// Each aggregate's input columns: its arguments, then its ORDER BY expressions.
+    pub arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
     /// `FILTER (WHERE …)` of each aggregate.
     pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     /// Rows of the aggregation's output: window_start, window_end, keys, aggregates.
@@ -573,6 +575,8 @@ impl Planner<'_> {
             time,
             keys,
             aggregates: bottom_exec.aggr_expr().to_vec(),
+            arguments: aggregate_expressions(bottom_exec.aggr_expr(), &AggregateMode::Partial, 0)
+                .map_err(|e| self.plan_error(plan_message(&e)))?,
             filters: bottom_exec.filter_expr().to_vec(),
             aggregate_schema,
             aggregate_slot,

@@ -10,8 +10,10 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::Result as DfResult;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::execution_plan::reset_plan_states;
 use futures::TryStreamExt;
 
 use crate::feed::Feed;
@@ -77,7 +79,22 @@ impl Windowed {
             )),
         };
         let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
-        let mut fields: Vec<Arc<Field>> = lower.fields().iter().cloned().collect();
+        // The aggregation's input columns, names made unique (a join's two
+        // `sku` columns become `sku` and `sku_2`) so the table can be queried.
+        let mut seen = std::collections::HashMap::<String, usize>::new();
+        let mut fields: Vec<Arc<Field>> = lower
+            .fields()
+            .iter()
+            .map(|f| {
+                let n = seen.entry(f.name().clone()).or_default();
+                *n += 1;
+                if *n == 1 {
+                    f.clone()
+                } else {
+                    Arc::new(f.as_ref().clone().with_name(format!("{}_{n}", f.name())))
+                }
+            })
+            .collect();
         fields.push(Arc::new(Field::new(WINDOW_START, ts.clone(), true)));
         fields.push(Arc::new(Field::new(WINDOW_END, ts.clone(), true)));
         fields.push(Arc::new(Field::new(LATE_WATERMARK, ts, true)));
@@ -129,10 +146,10 @@ impl Windowed {
                 .collect::<DfResult<_>>()?,
             args: self
                 .plan
-                .aggregates
+                .arguments
                 .iter()
-                .map(|a| {
-                    a.expressions()
+                .map(|exprs| {
+                    exprs
                         .iter()
                         .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
                         .collect::<DfResult<Vec<_>>>()
@@ -333,6 +350,17 @@ pub(crate) async fn run(
     plan: &Arc<dyn ExecutionPlan>,
     ctx: &Arc<TaskContext>,
 ) -> DfResult<Vec<RecordBatch>> {
+    // Joins keep their build side between executions (HashJoinExec's
+    // OnceAsync): reset them, or a stream on the build side would be joined
+    // again with every later batch.
+    let joins = plan
+        .exists(|node| Ok(node.children().len() > 1))
+        .unwrap_or(true);
+    let plan = if joins {
+        reset_plan_states(plan.clone())?
+    } else {
+        plan.clone()
+    };
     let mut out = Vec::new();
     let partitions = plan.properties().partitioning.partition_count();
     for p in 0..partitions {
