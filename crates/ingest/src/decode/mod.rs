@@ -8,11 +8,11 @@
 //! columns, so it is dead-lettered at [`TopicDecoder::push`] with its reason
 //! ([`diagnose`]) and the batch never needs decoding again.
 
-pub mod columns;
-pub mod diagnose;
-pub mod json;
-pub mod record;
-pub mod time;
+mod columns;
+mod diagnose;
+mod json;
+mod record;
+mod time;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;

@@ -19,7 +19,9 @@
 //!   for the others.
 //!
 //! A syntax error anywhere in the message outranks a field's problem: the
-//! rest of a record is still checked after its first bad field.
+//! rest of a record is still checked after its first bad field. Otherwise the
+//! reason given is the first bad field in message order, then the first
+//! missing required field in schema order.
 
 use arrow_schema::Schema;
 use kpiflow_types::DeadLetterKind;
@@ -149,11 +151,6 @@ impl RecordReader {
     /// Called when the columns are emptied.
     pub fn clear_full(&mut self) {
         self.text_full = false;
-    }
-
-    /// The kind of each field, in schema order.
-    pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
-        self.fields.iter().map(|f| f.kind)
     }
 
     /// Appends `message` as one row to `columns` (one a field, in schema
