@@ -15,7 +15,9 @@ use std::path::PathBuf;
 
 use datafusion::arrow::array::RecordBatch;
 use kpiflow_engine::{Emit, Engine, EngineConfig, MemorySink, WindowSpec};
-use kpiflow_tests::oracle::{LateRule, Table, assert_same_rows, batch_query, with_closed};
+use kpiflow_tests::oracle::{
+    LateRule, Table, assert_same_rows, batch_join_query, batch_query, with_closed,
+};
 use kpiflow_tests::sales::{Sale, progress, sales_rows};
 use kpiflow_types::{SourceBatch, Stream};
 use proptest::prelude::*;
@@ -99,6 +101,22 @@ fn cases() -> Vec<Case> {
             keep: |s| s.sku != "SKU-XX-99",
             window: spec,
         });
+        if kind != "session" {
+            let online: &'static str = Box::leak(format!("{kind}_online").into_boxed_str());
+            out.push(Case {
+                name: online,
+                sql: format!("SELECT sku, count(*) AS orders FROM sales WHERE channel = 'online' GROUP BY {call}, sku"),
+                keep: |s| s.channel == "online",
+                window: spec,
+            });
+            let offline: &'static str = Box::leak(format!("{kind}_offline").into_boxed_str());
+            out.push(Case {
+                name: offline,
+                sql: format!("SELECT sku, sum(quantity) AS units FROM sales WHERE channel <> 'online' GROUP BY {call}, sku"),
+                keep: |s| s.channel != "online",
+                window: spec,
+            });
+        }
         let global: &'static str = Box::leak(format!("{kind}_global").into_boxed_str());
         out.push(Case {
             name: global,
@@ -108,6 +126,27 @@ fn cases() -> Vec<Case> {
         });
     }
     out
+}
+
+/// A join of two generated views on window_start and sku.
+struct JoinCase {
+    name: String,
+    sql: String,
+    left: String,
+}
+
+fn joins() -> Vec<JoinCase> {
+    ["tumble", "hop", "date_bin"]
+        .iter()
+        .map(|kind| JoinCase {
+            name: format!("{kind}_channels"),
+            sql: format!(
+                "SELECT o.sku, o.orders, f.units FROM {kind}_online o LEFT JOIN {kind}_offline f \
+                 ON o.window_start = f.window_start AND o.sku = f.sku"
+            ),
+            left: "o".into(),
+        })
+        .collect()
 }
 
 /// Events in arrival order, split into source batches.
@@ -232,6 +271,9 @@ async fn engine(cases: &[Case]) -> (Engine, MemorySink) {
     for case in cases {
         engine.create_view(case.name, &case.sql).await.unwrap();
     }
+    for join in joins() {
+        engine.create_view(&join.name, &join.sql).await.unwrap();
+    }
     let sink = MemorySink::default();
     engine.add_sink(Box::new(sink.clone()));
     (engine, sink)
@@ -327,6 +369,7 @@ async fn check(
     close_all(&mut second, partitions, now + 1).await;
 
     let references = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sql/reference");
+    let mut expected_by_view: BTreeMap<&str, Vec<RecordBatch>> = BTreeMap::new();
     for case in &cases {
         let closed = &closed[case.name];
         let passes: Vec<bool> = input.events.iter().map(case.keep).collect();
@@ -384,6 +427,7 @@ async fn check(
             rule,
         )
         .await;
+        expected_by_view.insert(case.name, expected.clone());
         let got = sink.batches(case.name, Emit::Final);
         let context = format!("view {} (seed {seed}) {}", case.name, case.sql);
         assert_same_rows(
@@ -416,6 +460,56 @@ async fn check(
         resumed.extend(second_sink.batches(case.name, Emit::Final));
         assert_same_rows(
             &resumed,
+            &got,
+            &format!("{context}: finals after snapshot and restore"),
+        );
+    }
+    let schemas = engine
+        .views()
+        .into_iter()
+        .map(|v| (v.name, v.schema))
+        .collect();
+    check_joins(
+        &sink,
+        (&first_sink, &second_sink),
+        &expected_by_view,
+        &schemas,
+        seed,
+    )
+    .await;
+}
+
+async fn check_joins(
+    sink: &MemorySink,
+    resumed: (&MemorySink, &MemorySink),
+    expected_by_view: &BTreeMap<&str, Vec<RecordBatch>>,
+    schemas: &BTreeMap<String, datafusion::arrow::datatypes::SchemaRef>,
+    seed: u64,
+) {
+    for join in joins() {
+        let kind = join.name.trim_end_matches("_channels");
+        let tables: Vec<Table> = [format!("{kind}_online"), format!("{kind}_offline")]
+            .into_iter()
+            .map(|name| {
+                let mut rows = expected_by_view[name.as_str()].clone();
+                if rows.is_empty() {
+                    rows.push(RecordBatch::new_empty(schemas[&name].clone()));
+                }
+                Table { name, rows }
+            })
+            .collect();
+        let expected = batch_join_query(&join.sql, &join.left, &tables).await;
+        let got = sink.batches(&join.name, Emit::Final);
+        let context = format!("view {} (seed {seed}) {}", join.name, join.sql);
+        assert_same_rows(
+            &got,
+            &expected,
+            &format!("{context}: final rows vs the batch join"),
+        );
+        let mut again = resumed.0.batches(&join.name, Emit::Final);
+        again.extend(resumed.1.batches(&join.name, Emit::Final));
+        assert_same_rows(
+            &again,
             &got,
             &format!("{context}: finals after snapshot and restore"),
         );

@@ -390,3 +390,76 @@ async fn names_are_checked() {
     engine.drop_view("per_minute").unwrap();
     engine.create_view("per_minute", PER_MINUTE).await.unwrap();
 }
+
+#[tokio::test]
+async fn joins_of_views_must_be_windowed_and_match_window_start() {
+    let (mut engine, _) = engine_with(&[
+        ("per_minute", PER_MINUTE),
+        (
+            "units_per_minute",
+            "SELECT sku, sum(quantity) AS units FROM sales GROUP BY tumble(event_time, INTERVAL '1 minute'), sku",
+        ),
+        ("big_orders", "SELECT event_time, sku, amount FROM sales WHERE amount >= 100"),
+    ])
+    .await;
+    let refused: &[(&str, &str)] = &[
+        (
+            "SELECT a.sku FROM per_minute a JOIN units_per_minute b ON a.sku = b.sku",
+            "does not match window_start",
+        ),
+        (
+            "SELECT a.sku FROM per_minute a FULL JOIN units_per_minute b ON a.window_start = b.window_start AND a.sku = b.sku",
+            "a Full join of views",
+        ),
+        (
+            "SELECT a.sku FROM per_minute a JOIN big_orders b ON a.sku = b.sku",
+            "which has no windows",
+        ),
+        (
+            "SELECT a.sku FROM per_minute a JOIN sales s ON a.sku = s.sku",
+            "reading a stream and a view in one view",
+        ),
+        (
+            "SELECT sku FROM per_minute",
+            "reading a view without joining it",
+        ),
+        (
+            "SELECT sku, count(*) FROM per_minute GROUP BY tumble(window_start, INTERVAL '1 hour'), sku",
+            "aggregating another view's rows",
+        ),
+    ];
+    for (sql, words) in refused {
+        let err = engine
+            .create_view("j", sql)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {sql}"));
+        assert!(
+            err.to_string().contains(words),
+            "error for `{sql}` lacks `{words}`: {err}"
+        );
+    }
+    let info = engine
+        .create_view(
+            "j",
+            "SELECT a.sku, a.orders, b.units FROM per_minute a JOIN units_per_minute b \
+             ON a.window_start = b.window_start AND a.sku = b.sku",
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = info
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["window_start", "window_end", "sku", "orders", "units"]
+    );
+    let err = engine.drop_view("per_minute").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "view `j` joins `per_minute`: drop it first"
+    );
+}

@@ -218,6 +218,47 @@ pub async fn batch_query(
         .unwrap_or_else(|e| panic!("oracle query failed: {e}\n{text}"))
 }
 
+/// A join of views run as a batch query over the views' batch results, with
+/// the left view's window columns first (`left` is its alias in the SQL).
+pub async fn batch_join_query(sql: &str, left: &str, views: &[Table]) -> Vec<RecordBatch> {
+    let ctx = SessionContext::new();
+    for t in views {
+        let schema = t
+            .rows
+            .first()
+            .map(|b| b.schema())
+            .expect("the view has rows");
+        ctx.register_table(
+            t.name.as_str(),
+            Arc::new(MemTable::try_new(schema, vec![t.rows.clone()]).unwrap()),
+        )
+        .unwrap();
+    }
+    let mut statement = parse(sql);
+    let select = select_of(&mut statement);
+    let column = |c: &str| Expr::CompoundIdentifier(vec![Ident::new(left), Ident::new(c)]);
+    select.projection.splice(
+        0..0,
+        [
+            SelectItem::ExprWithAlias {
+                expr: column("window_start"),
+                alias: Ident::new("window_start"),
+            },
+            SelectItem::ExprWithAlias {
+                expr: column("window_end"),
+                alias: Ident::new("window_end"),
+            },
+        ],
+    );
+    let text = statement.to_string();
+    ctx.sql(&text)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
 fn time_range(streams: &[Table]) -> (i64, i64) {
     let mut lo = i64::MAX;
     let mut hi = i64::MIN;

@@ -124,6 +124,20 @@ impl Sink for MemorySink {
     }
 }
 
+/// A view's state as the engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewStats {
+    pub open_groups: usize,
+    pub state_bytes: usize,
+    pub watermark: Option<i64>,
+    /// Final rows emitted since the engine started.
+    pub final_rows: u64,
+    /// Late rows written to the late table since the engine started.
+    pub late_rows: u64,
+    /// Late rows dropped (the view's `late drop` option) since the engine started.
+    pub late_dropped: u64,
+}
+
 /// A view as the engine reports it.
 #[derive(Debug, Clone)]
 pub struct ViewInfo {
@@ -214,6 +228,15 @@ struct RunningView {
     kind: Kind,
     progress: Progress,
     out_of_orderness: i64,
+    counts: Counts,
+}
+
+/// Rows a view has emitted or dropped.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    final_rows: u64,
+    late_rows: u64,
+    late_dropped: u64,
 }
 
 /// The continuous views of one worker.
@@ -240,6 +263,15 @@ impl Tables for Catalog<'_> {
 
     fn is_view(&self, name: &str) -> bool {
         self.views.iter().any(|v| v.info.name == name)
+    }
+
+    fn is_windowed_view(&self, name: &str) -> bool {
+        self.views.iter().any(|v| {
+            v.info.name == name
+                && !matches!(v.kind, Kind::Stateless(_))
+                && v.info.schema.column_with_name(WINDOW_START).is_some()
+                && v.info.schema.column_with_name(WINDOW_END).is_some()
+        })
     }
 }
 
@@ -408,7 +440,28 @@ impl Engine {
                 let schema = plan.plan.schema();
                 (Kind::Stateless(plan), schema, None)
             }
+            Planned::Joined(plan) => {
+                let schema = plan.plan.schema();
+                let window = self
+                    .views
+                    .iter()
+                    .find(|v| v.info.name == plan.left)
+                    .and_then(|v| v.info.window);
+                (
+                    Kind::Joined(Box::new(view::Joined::new(plan))),
+                    schema,
+                    window,
+                )
+            }
         };
+        // Other views may join this one's final rows, read from the feed.
+        let table = self
+            .feed
+            .table(name, schema.clone())
+            .map_err(|e| Error::Name(e.to_string()))?;
+        self.ctx
+            .register_table(name, Arc::new(table))
+            .map_err(|e| Error::Name(e.to_string()))?;
         let info = ViewInfo {
             name: name.to_owned(),
             description: description.to_owned(),
@@ -431,6 +484,7 @@ impl Engine {
             info: info.clone(),
             kind,
             progress: Progress::default(),
+            counts: Counts::default(),
         });
         Ok(info)
     }
@@ -450,7 +504,17 @@ impl Engine {
             .iter()
             .position(|v| v.info.name == name)
             .ok_or_else(|| Error::Name(format!("no view named `{name}`")))?;
+        if let Some(user) = self.views.iter().find(|v| match &v.kind {
+            Kind::Joined(j) => j.plan.left == name || j.plan.right == name,
+            _ => false,
+        }) {
+            return Err(Error::Name(format!(
+                "view `{}` joins `{name}`: drop it first",
+                user.info.name
+            )));
+        }
         self.views.remove(at);
+        let _ = self.ctx.deregister_table(name);
         for table in [name.to_owned(), format!("{name}{LATE_SUFFIX}")] {
             self.live.remove(&table);
             let _ = self.live_schema.deregister_table(&table);
@@ -462,6 +526,25 @@ impl Engine {
         self.views.iter().map(|v| v.info.clone()).collect()
     }
 
+    /// Size of a view's state: open groups and bytes held by their
+    /// accumulators and keys (DataFusion's own `size()` accounting).
+    pub fn stats(&self, view: &str) -> Option<ViewStats> {
+        let v = self.views.iter().find(|v| v.info.name == view)?;
+        let (open_groups, state_bytes) = match &v.kind {
+            Kind::Windowed(w) => (w.open_groups(), w.state_size()),
+            Kind::Stateless(_) => (0, 0),
+            Kind::Joined(j) => (j.rows_waiting(), 0),
+        };
+        Some(ViewStats {
+            open_groups,
+            state_bytes,
+            watermark: v.progress.watermark,
+            final_rows: v.counts.final_rows,
+            late_rows: v.counts.late_rows,
+            late_dropped: v.counts.late_dropped,
+        })
+    }
+
     /// The view's watermark (epoch ms), once known.
     pub fn watermark(&self, view: &str) -> Option<i64> {
         self.views
@@ -471,6 +554,13 @@ impl Engine {
     }
 
     fn emit(&mut self, view: &str, kind: Emit, batches: &[RecordBatch]) -> Result<()> {
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        if let Some(v) = self.views.iter_mut().find(|v| v.info.name == view) {
+            match kind {
+                Emit::Final => v.counts.final_rows += rows,
+                Emit::Late => v.counts.late_rows += rows,
+            }
+        }
         for batch in batches.iter().filter(|b| b.num_rows() > 0) {
             for sink in &mut self.sinks {
                 sink.write(view, kind, batch).map_err(Error::Sink)?;
@@ -483,6 +573,16 @@ impl Engine {
         self.live
             .push_final(&table, batches)
             .map_err(|e| run_error(view, e))?;
+        if kind == Emit::Final {
+            for v in &mut self.views {
+                if let Kind::Joined(j) = &mut v.kind
+                    && (j.plan.left == view || j.plan.right == view)
+                {
+                    j.buffer(view, batches)
+                        .map_err(|e| run_error(&v.info.name, e))?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -504,12 +604,19 @@ impl Engine {
             let (lower, policy) = match &self.views[i].kind {
                 Kind::Windowed(w) => (w.plan.lower.clone(), self.views[i].info.options.late),
                 Kind::Stateless(s) => (s.plan.clone(), LatePolicy::Drop),
+                Kind::Joined(_) => continue,
             };
-            let rows = run_with(&self.feed, stream, vec![batch.rows.clone()], &lower, &task)
-                .await
-                .map_err(|e| run_error(&name, e))?;
+            let rows = run_with(
+                &self.feed,
+                vec![(stream, vec![batch.rows.clone()])],
+                &lower,
+                &task,
+            )
+            .await
+            .map_err(|e| run_error(&name, e))?;
             let closed = self.views[i].progress.watermark;
             match &mut self.views[i].kind {
+                Kind::Joined(_) => {}
                 Kind::Stateless(_) => self.emit(&name, Emit::Final, &rows)?,
                 Kind::Windowed(w) => {
                     let mut late = Vec::new();
@@ -528,6 +635,8 @@ impl Engine {
                             .increment(late_rows as u64);
                         if policy == LatePolicy::Table {
                             self.emit(&name, Emit::Late, &late)?;
+                        } else {
+                            self.views[i].counts.late_dropped += late_rows as u64;
                         }
                     }
                 }
@@ -603,6 +712,49 @@ impl Engine {
     /// Moves the view's watermark to `to` if that is later, emitting the
     /// windows it closes.
     async fn advance(&mut self, i: usize, to: i64) -> Result<()> {
+        self.close_windows(i, to).await?;
+        self.release_joins().await
+    }
+
+    /// Joins the windows both inputs of a joined view have made final.
+    async fn release_joins(&mut self) -> Result<()> {
+        let task = self.ctx.task_ctx();
+        for i in 0..self.views.len() {
+            let Kind::Joined(j) = &self.views[i].kind else {
+                continue;
+            };
+            let (left, right) = (j.plan.left.clone(), j.plan.right.clone());
+            let (Some(l), Some(r)) = (self.watermark(&left), self.watermark(&right)) else {
+                continue;
+            };
+            let to = l.min(r);
+            let view = &mut self.views[i];
+            if view.progress.watermark.is_some_and(|w| w >= to) {
+                continue;
+            }
+            view.progress.watermark = Some(to);
+            let name = view.info.name.clone();
+            let Kind::Joined(j) = &mut view.kind else {
+                continue;
+            };
+            let (left_rows, right_rows) = j.ready(to);
+            if left_rows.is_empty() && right_rows.is_empty() {
+                continue;
+            }
+            let plan = j.plan.plan.clone();
+            let mut slots = vec![(left.as_str(), left_rows)];
+            if right != left {
+                slots.push((right.as_str(), right_rows));
+            }
+            let rows = run_with(&self.feed, slots, &plan, &task)
+                .await
+                .map_err(|e| run_error(&name, e))?;
+            self.emit(&name, Emit::Final, &rows)?;
+        }
+        Ok(())
+    }
+
+    async fn close_windows(&mut self, i: usize, to: i64) -> Result<()> {
         let view = &mut self.views[i];
         let from = view.progress.watermark;
         if from.is_some_and(|f| f >= to) {
@@ -630,7 +782,7 @@ impl Engine {
         let upper = w.plan.upper.clone();
         let slot = w.plan.aggregate_slot.clone();
         let task = self.ctx.task_ctx();
-        let rows = run_with(&self.feed, &slot, input, &upper, &task)
+        let rows = run_with(&self.feed, vec![(slot.as_str(), input)], &upper, &task)
             .await
             .map_err(|e| run_error(&name, e))?;
         self.emit(&name, Emit::Final, &rows)
@@ -650,10 +802,27 @@ impl Engine {
                 _ => self.views[i].progress.idle_since = None,
             }
         }
+        self.release_joins().await?;
         let task = self.ctx.task_ctx();
         for i in 0..self.views.len() {
             let view = &mut self.views[i];
             let name = view.info.name.clone();
+            if let Kind::Joined(j) = &view.kind {
+                // Running rows of a join: the join of both inputs' running rows.
+                let (left, right) = (j.plan.left.clone(), j.plan.right.clone());
+                let plan = j.plan.plan.clone();
+                let mut slots = vec![(left.as_str(), self.live.running(&left))];
+                if right != left {
+                    slots.push((right.as_str(), self.live.running(&right)));
+                }
+                let rows = run_with(&self.feed, slots, &plan, &task)
+                    .await
+                    .map_err(|e| run_error(&name, e))?;
+                self.live
+                    .set_running(&name, &rows)
+                    .map_err(|e| run_error(&name, e))?;
+                continue;
+            }
             let Kind::Windowed(w) = &mut view.kind else {
                 continue;
             };
@@ -723,6 +892,18 @@ impl Engine {
                     entries.push((view.info.name.clone(), all));
                 }
             }
+            if let Kind::Joined(j) = &view.kind {
+                let (left, right) = j.snapshot();
+                for (side, input, batches) in [
+                    ("left", &j.plan.left, left),
+                    ("right", &j.plan.right, right),
+                ] {
+                    for batch in batches {
+                        let _ = input;
+                        entries.push((format!("{}{JOIN_SIDE}{side}", view.info.name), batch));
+                    }
+                }
+            }
         }
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(names)),
@@ -786,6 +967,21 @@ impl Engine {
                 watermark: (!watermarks.is_null(row)).then(|| watermarks.value(row)),
                 idle_since: None,
             };
+            if let Kind::Joined(j) = &mut view.kind {
+                for (side, input) in [
+                    ("left", j.plan.left.clone()),
+                    ("right", j.plan.right.clone()),
+                ] {
+                    let key = format!("{name}{JOIN_SIDE}{side}");
+                    let batches: Vec<RecordBatch> = snapshot
+                        .entries
+                        .iter()
+                        .filter(|(n, _)| *n == key)
+                        .map(|(_, b)| b.clone())
+                        .collect();
+                    j.buffer(&input, &batches).map_err(|e| run_error(name, e))?;
+                }
+            }
             if let Kind::Windowed(w) = &mut view.kind {
                 let batches: Vec<RecordBatch> = snapshot
                     .entries
@@ -826,6 +1022,8 @@ impl Engine {
 
 const SNAPSHOT_PARTITIONS: &str = "__partitions";
 const SNAPSHOT_VIEWS: &str = "__views";
+/// Separates a joined view's name from the side in its snapshot entries.
+const JOIN_SIDE: &str = "#";
 
 /// Engine state as named record batches (see [`Engine::snapshot`]).
 #[derive(Debug, Clone, Default)]

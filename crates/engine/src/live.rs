@@ -111,6 +111,19 @@ impl LiveStore {
         Ok(())
     }
 
+    /// The view's running rows (open windows), without the `is_final` column.
+    pub(crate) fn running(&self, name: &str) -> Vec<RecordBatch> {
+        let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(view) = views.get(name) else {
+            return Vec::new();
+        };
+        let columns: Vec<usize> = (0..view.schema.fields().len() - 1).collect();
+        view.running
+            .iter()
+            .filter_map(|b| b.project(&columns).ok())
+            .collect()
+    }
+
     /// Names of the views in the store.
     pub fn names(&self) -> Vec<String> {
         self.views

@@ -42,12 +42,23 @@ pub const WINDOW_END: &str = "window_end";
 pub(crate) trait Tables {
     fn is_stream(&self, name: &str) -> bool;
     fn is_view(&self, name: &str) -> bool;
+    /// Whether the view groups into windows (so has window_start and window_end).
+    fn is_windowed_view(&self, name: &str) -> bool;
 }
 
 /// A planned view.
 pub(crate) enum Planned {
     Windowed(WindowedPlan),
     Stateless(StatelessPlan),
+    Joined(JoinedPlan),
+}
+
+/// A join of two windowed views' final rows, window by window.
+pub(crate) struct JoinedPlan {
+    pub left: String,
+    pub right: String,
+    /// The whole view, reading both views' rows from the feed.
+    pub plan: Arc<dyn ExecutionPlan>,
 }
 
 /// A view that groups rows of streams into windows.
@@ -143,13 +154,6 @@ impl Planner<'_> {
                 "read at least one of sales, production, logistics, equipment",
             ));
         }
-        if !found.views.is_empty() {
-            return Err(self.unsupported(
-                "reading another view",
-                None,
-                "read the streams directly (views over views come with view joins)",
-            ));
-        }
         let mut aggregates = 0;
         let _ = logical.apply(|node| {
             if matches!(node, LogicalPlan::Aggregate(_)) {
@@ -157,6 +161,23 @@ impl Planner<'_> {
             }
             Ok(TreeNodeRecursion::Continue)
         });
+        if !found.views.is_empty() {
+            if !found.streams.is_empty() {
+                return Err(self.unsupported(
+                    "reading a stream and a view in one view",
+                    Some("JOIN"),
+                    "aggregate the stream in its own windowed view, then join the two views on window_start",
+                ));
+            }
+            if aggregates > 0 {
+                return Err(self.unsupported(
+                    "aggregating another view's rows",
+                    Some("GROUP BY"),
+                    "aggregate the streams directly, with the window you need",
+                ));
+            }
+            return self.plan_join(logical).await;
+        }
         match aggregates {
             0 => self.plan_stateless(logical, found.streams).await,
             1 => self.plan_windowed(logical, found.streams).await,
@@ -340,6 +361,110 @@ impl Planner<'_> {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// A join of two windowed views, matched on window_start.
+    async fn plan_join(&self, logical: LogicalPlan) -> Result<Planned> {
+        let mut joins = Vec::new();
+        let _ = logical.apply(|node| {
+            if let LogicalPlan::Join(join) = node {
+                joins.push(join.clone());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        let hint = "join two windowed views: SELECT … FROM a JOIN b ON a.window_start = b.window_start AND a.sku = b.sku";
+        let [join] = joins.as_slice() else {
+            return Err(self.unsupported(
+                if joins.is_empty() {
+                    "reading a view without joining it"
+                } else {
+                    "a join of more than two views"
+                },
+                None,
+                hint,
+            ));
+        };
+        let side = |plan: &LogicalPlan| {
+            let found = scans(plan, self.tables);
+            match found.views.len() {
+                1 => found.views.into_iter().next(),
+                _ => None,
+            }
+        };
+        let (Some(left), Some(right)) = (side(&join.left), side(&join.right)) else {
+            return Err(self.unsupported(
+                "a join whose sides are not one view each",
+                Some("JOIN"),
+                hint,
+            ));
+        };
+        for view in [&left, &right] {
+            if !self.tables.is_windowed_view(view) {
+                return Err(self.unsupported(
+                    &format!("joining `{view}`, which has no windows"),
+                    Some("JOIN"),
+                    hint,
+                ));
+            }
+        }
+        if !matches!(join.join_type, JoinType::Inner | JoinType::Left) {
+            return Err(self.unsupported(
+                &format!("a {} join of views", join.join_type),
+                Some("JOIN"),
+                "use JOIN or LEFT JOIN",
+            ));
+        }
+        let is_window_pair = |l: &Expr, r: &Expr| matches!((l, r), (Expr::Column(a), Expr::Column(b)) if a.name == WINDOW_START && b.name == WINDOW_START);
+        // Before optimization the ON clause is still the join's filter.
+        let on_window = join.on.iter().any(|(l, r)| is_window_pair(l, r))
+            || join.filter.as_ref().is_some_and(|f| {
+                datafusion::logical_expr::utils::split_conjunction(f)
+                    .iter()
+                    .any(|e| match e {
+                        Expr::BinaryExpr(b) if b.op == datafusion::logical_expr::Operator::Eq => {
+                            is_window_pair(&b.left, &b.right)
+                        }
+                        _ => false,
+                    })
+            });
+        if !on_window {
+            return Err(self.unsupported(
+                "a join of views that does not match window_start",
+                Some("ON"),
+                hint,
+            ));
+        }
+        // The left view's window columns first in the output.
+        let LogicalPlan::Projection(top) = &logical else {
+            return Err(self.plan_error("internal: a SELECT without projection"));
+        };
+        let input = top.input.schema();
+        let mut exprs = Vec::new();
+        for name in [WINDOW_START, WINDOW_END] {
+            if top.schema.fields().iter().any(|f| f.name() == name) {
+                return Err(self.unsupported(
+                    &format!("selecting a column named {name}"),
+                    Some(name),
+                    "kpiflow adds the left view's window_start and window_end to the output; remove it from the SELECT list",
+                ));
+            }
+            let (q, f) = input
+                .iter()
+                .find(|(_, f)| f.name() == name)
+                .ok_or_else(|| self.plan_error(format!("the joined views have no {name}")))?;
+            exprs.push(Expr::Column(Column::new(q.cloned(), f.name())));
+        }
+        exprs.extend(top.expr.iter().cloned());
+        let rewritten = LogicalPlan::Projection(
+            Projection::try_new(exprs, top.input.clone())
+                .map_err(|e| self.plan_error(plan_message(&e)))?,
+        );
+        let plan = self
+            .state
+            .create_physical_plan(&rewritten)
+            .await
+            .map_err(|e| self.plan_error(plan_message(&e)))?;
+        Ok(Planned::Joined(JoinedPlan { left, right, plan }))
     }
 
     async fn plan_stateless(

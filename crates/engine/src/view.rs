@@ -17,7 +17,7 @@ use datafusion::physical_plan::execution_plan::reset_plan_states;
 use futures::TryStreamExt;
 
 use crate::feed::Feed;
-use crate::plan::{StatelessPlan, WINDOW_END, WINDOW_START, WindowedPlan};
+use crate::plan::{JoinedPlan, StatelessPlan, WINDOW_END, WINDOW_START, WindowedPlan};
 use crate::state::{Input, PaneWindows, Sessions, Template, WindowRows};
 use crate::window::WindowSpec;
 
@@ -47,6 +47,119 @@ pub const LATE_WATERMARK: &str = "watermark";
 pub(crate) enum Kind {
     Windowed(Box<Windowed>),
     Stateless(StatelessPlan),
+    Joined(Box<Joined>),
+}
+
+/// A join of two windowed views: each side's final rows wait, by window
+/// start, until both sides are final for the window; then the join runs on
+/// those rows alone and its rows are final.
+pub(crate) struct Joined {
+    pub plan: JoinedPlan,
+    pending: BTreeMap<i64, Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    end: i64,
+    left: Vec<RecordBatch>,
+    right: Vec<RecordBatch>,
+}
+
+impl Joined {
+    pub fn new(plan: JoinedPlan) -> Joined {
+        Joined {
+            plan,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// Keeps final rows of an input view until their window can be joined.
+    pub fn buffer(&mut self, view: &str, batches: &[RecordBatch]) -> DfResult<()> {
+        let (left, right) = (view == self.plan.left, view == self.plan.right);
+        for batch in batches {
+            let starts = window_column(batch, WINDOW_START)?;
+            let ends = window_column(batch, WINDOW_END)?;
+            let mut rows: BTreeMap<i64, (i64, Vec<u32>)> = BTreeMap::new();
+            for i in 0..batch.num_rows() {
+                rows.entry(starts.value(i))
+                    .or_insert((ends.value(i), Vec::new()))
+                    .1
+                    .push(i as u32);
+            }
+            for (start, (end, indices)) in rows {
+                let part = if indices.len() == batch.num_rows() {
+                    batch.clone()
+                } else {
+                    datafusion::arrow::compute::take_record_batch(
+                        batch,
+                        &UInt32Array::from(indices),
+                    )?
+                };
+                let pending = self.pending.entry(start).or_default();
+                pending.end = pending.end.max(end);
+                if left {
+                    pending.left.push(part.clone());
+                }
+                if right && !left {
+                    pending.right.push(part);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows of the windows both inputs have closed by `watermark`, taken out.
+    pub fn ready(&mut self, watermark: i64) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
+        let starts: Vec<i64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.end <= watermark)
+            .map(|(s, _)| *s)
+            .collect();
+        let mut out = (Vec::new(), Vec::new());
+        for start in starts {
+            if let Some(p) = self.pending.remove(&start) {
+                out.0.extend(p.left);
+                out.1.extend(p.right);
+            }
+        }
+        out
+    }
+
+    /// The rows waiting, per side.
+    pub fn snapshot(&self) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
+        let mut out = (Vec::new(), Vec::new());
+        for p in self.pending.values() {
+            out.0.extend(p.left.iter().cloned());
+            out.1.extend(p.right.iter().cloned());
+        }
+        out
+    }
+
+    pub fn rows_waiting(&self) -> usize {
+        self.pending
+            .values()
+            .map(|p| {
+                p.left
+                    .iter()
+                    .chain(&p.right)
+                    .map(RecordBatch::num_rows)
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+}
+
+fn window_column(batch: &RecordBatch, name: &str) -> DfResult<TimestampMillisecondArray> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| datafusion::common::DataFusionError::Plan(format!("no {name} column")))?;
+    let column = cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+    Ok(column
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .expect("cast to timestamp(ms)")
+        .clone())
 }
 
 pub(crate) struct Windowed {
@@ -371,15 +484,16 @@ pub(crate) async fn run(
     Ok(out)
 }
 
-/// Runs `plan` with `batches` in `slot` of the feed.
+/// Runs `plan` with each slot's batches in the feed.
 pub(crate) async fn run_with(
     feed: &Feed,
-    slot: &str,
-    batches: Vec<RecordBatch>,
+    slots: Vec<(&str, Vec<RecordBatch>)>,
     plan: &Arc<dyn ExecutionPlan>,
     ctx: &Arc<TaskContext>,
 ) -> DfResult<Vec<RecordBatch>> {
-    feed.set(slot, batches);
+    for (slot, batches) in slots {
+        feed.set(slot, batches);
+    }
     let out = run(plan, ctx).await;
     feed.clear();
     out
@@ -394,10 +508,13 @@ pub(crate) struct Progress {
     pub idle_since: Option<(i64, i64)>,
 }
 
-/// Streams a set of inputs names.
+static NO_STREAMS: BTreeSet<String> = BTreeSet::new();
+
+/// The streams a view reads directly.
 pub(crate) fn stream_inputs(kind: &Kind) -> &BTreeSet<String> {
     match kind {
         Kind::Windowed(w) => &w.plan.inputs,
         Kind::Stateless(s) => &s.inputs,
+        Kind::Joined(_) => &NO_STREAMS,
     }
 }
