@@ -160,6 +160,23 @@ pub struct DemoArgs {
     /// Stop by itself after this long instead of waiting for Ctrl-C. Example: --duration 1m
     #[arg(long, value_name = "D", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+
+    /// The view whose running values are shown every 5 seconds, one of
+    /// sql/*.sql. Example: --view production_vs_sales_hourly
+    #[arg(long, value_name = "NAME", default_value = "sales_by_channel_region", value_parser = parse_view)]
+    pub view: String,
+}
+
+fn parse_view(s: &str) -> Result<String, String> {
+    if crate::views::VIEWS.iter().any(|(name, _)| *name == s) {
+        Ok(s.to_owned())
+    } else {
+        let names: Vec<&str> = crate::views::VIEWS.iter().map(|(n, _)| *n).collect();
+        Err(format!(
+            "unknown view '{s}': expected one of {}",
+            names.join(", ")
+        ))
+    }
 }
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {

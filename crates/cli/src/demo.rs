@@ -1,7 +1,8 @@
 //! `kpiflow demo`: everything in one process with no outside service — an
-//! embedded Kafka cluster, the simulator producing into it, and the Kafka
-//! source decoding it into Arrow batches and dead letters; per-topic rates are
-//! printed every second until Ctrl-C.
+//! embedded Kafka cluster, the simulator producing into it, the Kafka source
+//! decoding it into Arrow batches and dead letters, and the engine keeping
+//! the views of `sql/` up to date. Per-topic rates are printed every second
+//! and the running values of one view every five, until Ctrl-C.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use kpiflow_engine::{Engine, IS_FINAL, LiveStore};
 use kpiflow_ingest::embedded::EmbeddedKafka;
 use kpiflow_ingest::produce::{Limit, ProduceOptions, Progress, produce};
 use kpiflow_ingest::source::{SourceConfig, start};
@@ -60,9 +62,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let mut source_config = SourceConfig::new(brokers.clone(), "kpiflow-demo");
     source_config.properties = vec![("session.timeout.ms".into(), "6000".into())];
+    let engine = crate::views::engine().await?;
+    let live = engine.live();
+    println!(
+        "engine: {} views from sql/ ({}); showing {} every 5 s",
+        crate::views::VIEWS.len(),
+        crate::views::VIEWS
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.view
+    );
     let source = start(source_config, cancel.clone()).await?;
     let counts = Arc::new(Counts::default());
-    let consumer = tokio::spawn(drain(source, counts.clone()));
+    let consumer = tokio::spawn(drain(source, engine, counts.clone()));
 
     let started = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -95,6 +109,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             thousands(counts.dead_letters.load(Ordering::Relaxed)),
             thousands(progress.acked.load(Ordering::Relaxed)),
         );
+        if started.elapsed().as_secs() % 5 == 0 {
+            show_view(&live, &args.view, &counts);
+        }
         let _ = std::io::stdout().flush();
         last = now;
         if stop_after.is_some_and(|t| tokio::time::Instant::now() >= t) {
@@ -121,11 +138,64 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Rows decoded per stream (in [`Stream::ALL`] order) and dead letters.
+/// Rows decoded per stream (in [`Stream::ALL`] order), dead letters, and the
+/// engine's output.
 #[derive(Debug, Default)]
 struct Counts {
     rows: [std::sync::atomic::AtomicU64; 4],
     dead_letters: std::sync::atomic::AtomicU64,
+    /// Windows final so far, over all views.
+    final_rows: std::sync::atomic::AtomicU64,
+}
+
+/// Rows of open windows shown per view.
+const SHOWN_ROWS: usize = 12;
+
+/// The view's running rows (open windows, not final) as a table.
+fn show_view(live: &LiveStore, view: &str, counts: &Counts) {
+    let Some((_, batches)) = live.rows(view) else {
+        return;
+    };
+    let mut running = Vec::new();
+    let mut finals = 0;
+    for batch in &batches {
+        let Some(flag) = batch.column_by_name(IS_FINAL).and_then(|c| {
+            c.as_any()
+                .downcast_ref::<arrow::array::BooleanArray>()
+                .cloned()
+        }) else {
+            continue;
+        };
+        finals += flag.true_count();
+        let open =
+            arrow::compute::not(&flag).and_then(|m| arrow::compute::filter_record_batch(batch, &m));
+        if let Ok(open) = open {
+            let mut columns = open.schema().fields().len();
+            columns -= 1; // without is_final
+            if let Ok(open) = open.project(&(0..columns).collect::<Vec<_>>()) {
+                running.push(open);
+            }
+        }
+    }
+    let shown: Vec<_> = {
+        let mut left = SHOWN_ROWS;
+        running
+            .iter()
+            .filter_map(|b| {
+                let n = b.num_rows().min(left);
+                left -= n;
+                (n > 0).then(|| b.slice(0, n))
+            })
+            .collect()
+    };
+    let open_rows: usize = running.iter().map(|b| b.num_rows()).sum();
+    println!(
+        "view {view}: {open_rows} running rows of open windows, {finals} recent final rows kept; {} final rows over all views",
+        thousands(counts.final_rows.load(Ordering::Relaxed))
+    );
+    if let Ok(table) = arrow::util::pretty::pretty_format_batches(&shown) {
+        println!("{table}");
+    }
 }
 
 impl Counts {
@@ -134,27 +204,38 @@ impl Counts {
     }
 }
 
-/// Takes the source's batches and dead letters until it stops, counting them.
+/// Takes the source's batches and dead letters until it stops, counting
+/// them and feeding the batches to the engine, which ticks every second.
 async fn drain(
     mut source: kpiflow_ingest::source::Source,
+    mut engine: Engine,
     counts: Arc<Counts>,
-) -> kpiflow_ingest::Result<()> {
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let views: Vec<String> = engine.views().into_iter().map(|v| v.name).collect();
     loop {
         tokio::select! {
             batch = source.batches.recv() => match batch {
                 Some(batch) => {
                     let i = Stream::ALL.iter().position(|s| *s == batch.stream).unwrap_or(0);
                     counts.rows[i].fetch_add(batch.rows.num_rows() as u64, Ordering::Relaxed);
+                    engine.push(&batch).await?;
                 }
                 None => break,
             },
             Some(_) = source.dead_letters.recv() => {
                 counts.dead_letters.fetch_add(1, Ordering::Relaxed);
             }
+            _ = tick.tick() => {
+                engine.tick(chrono::Utc::now().timestamp_millis()).await?;
+                let finals: u64 = views
+                    .iter()
+                    .filter_map(|v| engine.stats(v).map(|s| s.final_rows))
+                    .sum();
+                counts.final_rows.store(finals, Ordering::Relaxed);
+            }
         }
     }
-    source
-        .task
-        .await
-        .map_err(|e| kpiflow_ingest::Error::ClientConfig(format!("source task failed: {e}")))?
+    source.task.await.context("the source task failed")??;
+    Ok(())
 }

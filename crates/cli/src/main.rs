@@ -4,6 +4,7 @@ mod args;
 mod demo;
 mod display;
 mod produce;
+mod views;
 
 use std::process::ExitCode;
 
