@@ -82,6 +82,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     let mut last = counts.records();
+    let mut seconds: u64 = 0;
     let stop_after = args.duration.map(|d| started + d);
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
@@ -109,7 +110,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             thousands(counts.dead_letters.load(Ordering::Relaxed)),
             thousands(progress.acked.load(Ordering::Relaxed)),
         );
-        if started.elapsed().as_secs() % 5 == 0 {
+        seconds += 1;
+        if seconds.is_multiple_of(5) {
             show_view(&live, &args.view, &counts);
         }
         let _ = std::io::stdout().flush();

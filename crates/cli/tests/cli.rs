@@ -1,6 +1,6 @@
 //! The `kpiflow` binary end to end: help texts, one-line errors for bad
 //! input within a bounded time, `produce` against the test broker, and the
-//! demo's live rates and clean Ctrl-C exit.
+//! demo's live rates, running view values and clean Ctrl-C exit.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
@@ -114,6 +114,11 @@ fn bad_input_is_reported_in_one_line_naming_the_fix() {
             "{line}"
         );
     }
+    let line = one_line_error(&["demo", "--view", "sales_by_planet"]);
+    assert!(
+        line.contains("sales_by_planet") && line.contains("production_vs_sales_hourly"),
+        "{line}"
+    );
     let line = one_line_error(&["produce", "--brokers", "127.0.0.1:1"]);
     assert!(
         line.contains("--count") && line.contains("--duration"),
@@ -196,7 +201,7 @@ fn produce_json_summary_counts_what_the_broker_acknowledged() {
 }
 
 #[test]
-fn demo_shows_live_rates_for_every_topic_and_exits_zero_on_ctrl_c() {
+fn demo_shows_live_rates_and_running_view_values_and_exits_zero_on_ctrl_c() {
     let mut child = kpiflow()
         .args(["demo", "--rate", "2000"])
         .stdout(Stdio::piped())
@@ -251,6 +256,37 @@ fn demo_shows_live_rates_for_every_topic_and_exits_zero_on_ctrl_c() {
         live.contains("decoded") && live.contains("dead letters"),
         "{live}"
     );
+
+    // The engine's running values: two tables of the shown view, five
+    // seconds apart, with different values.
+    let mut tables: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while tables.len() < 2 {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = lines_rx.recv_timeout(remaining) else {
+            let _ = child.kill();
+            panic!(
+                "no two tables of running values within 40s; got:\n{}",
+                seen.join("\n")
+            );
+        };
+        seen.push(line.clone());
+        if line.starts_with("view sales_by_channel_region:") {
+            current = Some(String::new());
+        } else if let Some(table) = current.as_mut() {
+            if line.starts_with('+') || line.starts_with('|') {
+                table.push_str(&line);
+                table.push('\n');
+            } else {
+                if table.contains("| window_start") && table.contains("net_revenue") {
+                    tables.push(table.clone());
+                }
+                current = None;
+            }
+        }
+    }
+    assert_ne!(tables[0], tables[1], "running values did not change in 5 s");
 
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])

@@ -82,10 +82,13 @@ pub trait Sink: Send {
     ) -> std::result::Result<(), String>;
 }
 
+/// Rows written to a [`MemorySink`], by view and kind.
+type EmittedRows = HashMap<(String, Emit), Vec<RecordBatch>>;
+
 /// A sink keeping everything in memory, for tests and the demo.
 #[derive(Clone, Default, Debug)]
 pub struct MemorySink {
-    rows: Arc<Mutex<HashMap<(String, Emit), Vec<RecordBatch>>>>,
+    rows: Arc<Mutex<EmittedRows>>,
 }
 
 impl MemorySink {

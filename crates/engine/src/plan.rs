@@ -306,8 +306,10 @@ impl Planner<'_> {
                         );
                     }
                 }
-                LogicalPlan::Aggregate(agg) => {
-                    if agg.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+                LogicalPlan::Aggregate(agg)
+                    if agg.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) =>
+                {
+                    {
                         return stop(
                             self.unsupported(
                                 "GROUPING SETS, ROLLUP or CUBE",

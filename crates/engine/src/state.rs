@@ -809,7 +809,7 @@ impl Sessions {
                     .collect(),
                 None => vec![self.no_key.clone().expect("no-key row"); batch.num_rows()],
             };
-            for row in 0..batch.num_rows() {
+            for (row, key) in key_rows.into_iter().enumerate() {
                 let mut session = self.new_session(starts.value(row))?;
                 session.last = lasts.value(row);
                 let mut col = 2 + keys;
@@ -822,7 +822,7 @@ impl Sessions {
                     acc.merge_batch(&arrays)?;
                     col += width;
                 }
-                let list = self.by_key.entry(key_rows[row].clone()).or_default();
+                let list = self.by_key.entry(key).or_default();
                 let at = list.partition_point(|s| s.start < session.start);
                 list.insert(at, session);
             }
