@@ -29,7 +29,7 @@ const BASE: i64 = 1_790_000_000_000;
 
 /// A generated view: SQL, a Rust copy of its WHERE clause, its window.
 struct Case {
-    name: &'static str,
+    name: String,
     sql: String,
     keep: fn(&Sale) -> bool,
     window: WindowSpec,
@@ -73,57 +73,57 @@ fn cases() -> Vec<Case> {
     ];
     let mut out = Vec::new();
     for (kind, call, spec) in windows {
-        let all: &'static str = Box::leak(format!("{kind}_all").into_boxed_str());
-        out.push(Case {
-            name: all,
-            sql: format!("SELECT sku, {AGGREGATES} FROM sales GROUP BY {call}, sku"),
-            keep: |_| true,
-            window: spec,
-        });
-        let filtered: &'static str = Box::leak(format!("{kind}_filtered").into_boxed_str());
-        out.push(Case {
-            name: filtered,
-            sql: format!(
+        let mut add = |suffix: &str, sql: String, keep: fn(&Sale) -> bool| {
+            out.push(Case {
+                name: format!("{kind}_{suffix}"),
+                sql,
+                keep,
+                window: spec,
+            })
+        };
+        add(
+            "all",
+            format!("SELECT sku, {AGGREGATES} FROM sales GROUP BY {call}, sku"),
+            |_| true,
+        );
+        add(
+            "filtered",
+            format!(
                 "SELECT channel, count(*) AS n, sum(amount) AS revenue FROM sales \
                  WHERE quantity >= 2 GROUP BY {call}, channel HAVING count(*) > 1"
             ),
-            keep: |s| s.quantity >= 2,
-            window: spec,
-        });
-        let joined: &'static str = Box::leak(format!("{kind}_joined").into_boxed_str());
-        out.push(Case {
-            name: joined,
-            sql: format!(
+            |s| s.quantity >= 2,
+        );
+        add(
+            "joined",
+            format!(
                 "SELECT k.category, count(*) AS n, sum(s.amount) AS revenue, max(k.unit_price) AS list_price \
                  FROM sales s JOIN skus k ON s.sku = k.sku GROUP BY {}, k.category",
                 call.replace("event_time", "s.event_time")
             ),
-            keep: |s| s.sku != "SKU-XX-99",
-            window: spec,
-        });
+            |s| s.sku != "SKU-XX-99",
+        );
         if kind != "session" {
-            let online: &'static str = Box::leak(format!("{kind}_online").into_boxed_str());
-            out.push(Case {
-                name: online,
-                sql: format!("SELECT sku, count(*) AS orders FROM sales WHERE channel = 'online' GROUP BY {call}, sku"),
-                keep: |s| s.channel == "online",
-                window: spec,
-            });
-            let offline: &'static str = Box::leak(format!("{kind}_offline").into_boxed_str());
-            out.push(Case {
-                name: offline,
-                sql: format!("SELECT sku, sum(quantity) AS units FROM sales WHERE channel <> 'online' GROUP BY {call}, sku"),
-                keep: |s| s.channel != "online",
-                window: spec,
-            });
+            add(
+                "online",
+                format!(
+                    "SELECT sku, count(*) AS orders FROM sales WHERE channel = 'online' GROUP BY {call}, sku"
+                ),
+                |s| s.channel == "online",
+            );
+            add(
+                "offline",
+                format!(
+                    "SELECT sku, sum(quantity) AS units FROM sales WHERE channel <> 'online' GROUP BY {call}, sku"
+                ),
+                |s| s.channel != "online",
+            );
         }
-        let global: &'static str = Box::leak(format!("{kind}_global").into_boxed_str());
-        out.push(Case {
-            name: global,
-            sql: format!("SELECT count(*) AS n, sum(quantity) AS units FROM sales GROUP BY {call}"),
-            keep: |_| true,
-            window: spec,
-        });
+        add(
+            "global",
+            format!("SELECT count(*) AS n, sum(quantity) AS units FROM sales GROUP BY {call}"),
+            |_| true,
+        );
     }
     out
 }
@@ -269,7 +269,7 @@ async fn engine(cases: &[Case]) -> (Engine, MemorySink) {
     .unwrap();
     engine.register_reference_csv("skus", &skus).unwrap();
     for case in cases {
-        engine.create_view(case.name, &case.sql).await.unwrap();
+        engine.create_view(&case.name, &case.sql).await.unwrap();
     }
     for join in joins() {
         engine.create_view(&join.name, &join.sql).await.unwrap();
@@ -324,9 +324,9 @@ async fn check(
     let mut now = 0;
     for (b, batch) in input.batches.iter().enumerate() {
         for case in &cases {
-            let w = engine.watermark(case.name);
+            let w = engine.watermark(&case.name);
             closed
-                .entry(case.name)
+                .entry(&case.name)
                 .or_default()
                 .extend(std::iter::repeat_n(
                     w,
@@ -343,12 +343,12 @@ async fn check(
     engine.tick(now).await.unwrap();
     let mut running = BTreeMap::new();
     for case in &cases {
-        let (_, rows) = engine.live().rows(case.name).unwrap();
-        running.insert(case.name, running_only(&rows));
+        let (_, rows) = engine.live().rows(&case.name).unwrap();
+        running.insert(case.name.as_str(), running_only(&rows));
     }
     let final_before: BTreeMap<&str, usize> = cases
         .iter()
-        .map(|c| (c.name, sink.rows(c.name, Emit::Final)))
+        .map(|c| (c.name.as_str(), sink.rows(&c.name, Emit::Final)))
         .collect();
     close_all(&mut engine, partitions, now + 1).await;
 
@@ -371,7 +371,7 @@ async fn check(
     let references = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sql/reference");
     let mut expected_by_view: BTreeMap<&str, Vec<RecordBatch>> = BTreeMap::new();
     for case in &cases {
-        let closed = &closed[case.name];
+        let closed = &closed[case.name.as_str()];
         let passes: Vec<bool> = input.events.iter().map(case.keep).collect();
         // Expected late (event, window) pairs, as (event time, window start).
         let mut late_expected = Vec::new();
@@ -427,8 +427,8 @@ async fn check(
             rule,
         )
         .await;
-        expected_by_view.insert(case.name, expected.clone());
-        let got = sink.batches(case.name, Emit::Final);
+        expected_by_view.insert(&case.name, expected.clone());
+        let got = sink.batches(&case.name, Emit::Final);
         let context = format!("view {} (seed {seed}) {}", case.name, case.sql);
         assert_same_rows(
             &got,
@@ -436,7 +436,7 @@ async fn check(
             &format!("{context}: final rows vs the batch query"),
         );
         // Late rows.
-        let late = sink.batches(case.name, Emit::Late);
+        let late = sink.batches(&case.name, Emit::Late);
         let mut late_got = late_pairs(&late, matches!(case.window, WindowSpec::Session { .. }));
         late_got.sort_unstable();
         late_expected.sort_unstable();
@@ -447,17 +447,17 @@ async fn check(
         );
         // Running values before the close equal the finals emitted at the close.
         let closing = tail_rows(
-            &sink.batches(case.name, Emit::Final),
-            final_before[case.name],
+            &sink.batches(&case.name, Emit::Final),
+            final_before[case.name.as_str()],
         );
         assert_same_rows(
-            &running[case.name],
+            &running[case.name.as_str()],
             &closing,
             &format!("{context}: last running values vs the final rows"),
         );
         // Snapshot and restore: the same finals.
-        let mut resumed = first_sink.batches(case.name, Emit::Final);
-        resumed.extend(second_sink.batches(case.name, Emit::Final));
+        let mut resumed = first_sink.batches(&case.name, Emit::Final);
+        resumed.extend(second_sink.batches(&case.name, Emit::Final));
         assert_same_rows(
             &resumed,
             &got,

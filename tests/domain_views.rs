@@ -158,36 +158,43 @@ async fn run(
                     .extend(std::iter::repeat_n(w, rows.num_rows()));
             }
             entry.rows.push(rows.clone());
-            let partitions = (0..PARTITIONS)
-                .map(|p| progress(p, max.get(&(stream, p)).copied(), false))
-                .collect();
-            engine
-                .push(&SourceBatch {
-                    stream,
-                    rows,
-                    partitions,
-                })
-                .await
-                .unwrap();
+            push(engine, stream, rows, &max, false).await;
         }
     }
     for stream in Stream::ALL {
-        let partitions = (0..PARTITIONS)
-            .map(|p| progress(p, max.get(&(stream, p)).copied(), true))
-            .collect();
-        let rows = RecordBatch::new_empty(stream.source_schema());
-        engine
-            .push(&SourceBatch {
-                stream,
-                rows,
-                partitions,
-            })
-            .await
-            .unwrap();
+        push(
+            engine,
+            stream,
+            RecordBatch::new_empty(stream.source_schema()),
+            &max,
+            true,
+        )
+        .await;
     }
     engine.tick(0).await.unwrap();
     engine.tick(10 * 86_400_000).await.unwrap();
     arrived
+}
+
+/// Rows of one stream with every partition's progress (max event time so far).
+async fn push(
+    engine: &mut Engine,
+    stream: Stream,
+    rows: RecordBatch,
+    max: &BTreeMap<(Stream, i32), i64>,
+    idle: bool,
+) {
+    let partitions = (0..PARTITIONS)
+        .map(|p| progress(p, max.get(&(stream, p)).copied(), idle))
+        .collect();
+    engine
+        .push(&SourceBatch {
+            stream,
+            rows,
+            partitions,
+        })
+        .await
+        .unwrap();
 }
 
 fn csv(batches: &[RecordBatch], schema: &datafusion::arrow::datatypes::SchemaRef) -> String {
