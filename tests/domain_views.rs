@@ -130,13 +130,7 @@ async fn run(
             let (Some(rows), _) = decoder.finish() else {
                 continue;
             };
-            let times = rows
-                .column_by_name("event_time")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<TimestampMillisecondArray>()
-                .unwrap()
-                .clone();
+            let times = event_times(&rows);
             let parts = rows
                 .column_by_name("_partition")
                 .unwrap()
@@ -174,6 +168,13 @@ async fn run(
     engine.tick(0).await.unwrap();
     engine.tick(10 * 86_400_000).await.unwrap();
     arrived
+}
+
+fn event_times(rows: &RecordBatch) -> TimestampMillisecondArray {
+    rows.column_by_name("event_time")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+        .expect("event_time is TIMESTAMP(ms)")
+        .clone()
 }
 
 /// Rows of one stream with every partition's progress (max event time so far).
@@ -318,13 +319,7 @@ async fn domain_views_match_their_golden_files_and_the_batch_query() {
             .map(|(stream, a)| {
                 let all = concat_batches(&stream.source_schema(), &a.rows).unwrap();
                 let closed = &a.closed[&view.name];
-                let times = all
-                    .column_by_name("event_time")
-                    .unwrap()
-                    .as_any()
-                    .downcast_ref::<TimestampMillisecondArray>()
-                    .unwrap()
-                    .clone();
+                let times = event_times(&all);
                 let keep: Vec<bool> = (0..all.num_rows())
                     .map(|i| match (rule, window, closed[i]) {
                         (LateRule::ByWindow, _, _) | (_, _, None) => true,
