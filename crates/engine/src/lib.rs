@@ -36,7 +36,7 @@ pub use window::WindowSpec;
 
 use crate::feed::Feed;
 use crate::plan::{Planned, Planner, Tables};
-use crate::view::{Kind, Progress, Windowed, run, run_with};
+use crate::view::{Kind, Progress, Windowed, run_with};
 
 /// Suffix of a view's late-events table.
 pub const LATE_SUFFIX: &str = "__late";
@@ -833,11 +833,15 @@ impl Engine {
                 .running(view.progress.watermark)
                 .map_err(|e| run_error(&name, e))?;
             let input = w.aggregate_batch(&open).map_err(|e| run_error(&name, e))?;
-            let rows = run(&w.plan.upper, &task);
-            self.feed.set(&w.plan.aggregate_slot, input);
-            let rows = rows.await;
-            self.feed.clear();
-            let rows = rows.map_err(|e| run_error(&name, e))?;
+            let slot = w.plan.aggregate_slot.clone();
+            let rows = run_with(
+                &self.feed,
+                vec![(slot.as_str(), input)],
+                &w.plan.upper,
+                &task,
+            )
+            .await
+            .map_err(|e| run_error(&name, e))?;
             self.live
                 .set_running(&name, &rows)
                 .map_err(|e| run_error(&name, e))?;
@@ -897,12 +901,8 @@ impl Engine {
             }
             if let Kind::Joined(j) = &view.kind {
                 let (left, right) = j.snapshot();
-                for (side, input, batches) in [
-                    ("left", &j.plan.left, left),
-                    ("right", &j.plan.right, right),
-                ] {
+                for (side, batches) in [("left", left), ("right", right)] {
                     for batch in batches {
-                        let _ = input;
                         entries.push((format!("{}{JOIN_SIDE}{side}", view.info.name), batch));
                     }
                 }

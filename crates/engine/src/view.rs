@@ -459,10 +459,7 @@ impl Late {
 }
 
 /// Runs a plan reading the feed to completion, over all its partitions.
-pub(crate) async fn run(
-    plan: &Arc<dyn ExecutionPlan>,
-    ctx: &Arc<TaskContext>,
-) -> DfResult<Vec<RecordBatch>> {
+async fn run(plan: &Arc<dyn ExecutionPlan>, ctx: &Arc<TaskContext>) -> DfResult<Vec<RecordBatch>> {
     // Joins keep their build side between executions (HashJoinExec's
     // OnceAsync): reset them, or a stream on the build side would be joined
     // again with every later batch.
