@@ -167,6 +167,9 @@ pub(crate) struct Windowed {
     state: WindowState,
     /// Input rows as the aggregation sees them, plus window and lateness columns.
     pub late_schema: SchemaRef,
+    /// Columns of the per-row output kept in late rows (not DataFusion's
+    /// internal `__common_expr_*` columns).
+    late_columns: Vec<usize>,
 }
 
 enum WindowState {
@@ -195,14 +198,17 @@ impl Windowed {
         // The aggregation's input columns, names made unique (a join's two
         // `sku` columns become `sku` and `sku_2`) so the table can be queried.
         let mut seen = std::collections::HashMap::<String, usize>::new();
-        let mut fields: Vec<Arc<Field>> = lower
-            .fields()
+        let late_columns: Vec<usize> = (0..lower.fields().len())
+            .filter(|&i| !lower.field(i).name().starts_with("__common_expr"))
+            .collect();
+        let mut fields: Vec<Arc<Field>> = late_columns
             .iter()
+            .map(|&i| lower.field(i))
             .map(|f| {
                 let n = seen.entry(f.name().clone()).or_default();
                 *n += 1;
                 if *n == 1 {
-                    f.clone()
+                    Arc::new(f.clone())
                 } else {
                     Arc::new(f.as_ref().clone().with_name(format!("{}_{n}", f.name())))
                 }
@@ -216,6 +222,7 @@ impl Windowed {
             plan,
             state,
             late_schema: Arc::new(Schema::new(fields)),
+            late_columns,
         })
     }
 
@@ -349,7 +356,11 @@ impl Windowed {
                 }
             }
         }
-        late.build(&self.late_schema, batch, closed)
+        late.build(
+            &self.late_schema,
+            &batch.project(&self.late_columns)?,
+            closed,
+        )
     }
 
     /// Windows final once the watermark is `upto` (having been `after`).
