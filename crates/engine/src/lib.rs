@@ -36,7 +36,7 @@ pub use window::WindowSpec;
 
 use crate::feed::Feed;
 use crate::plan::{Planned, Planner, Tables};
-use crate::view::{Kind, Progress, Windowed, run_with};
+use crate::view::{Kind, Progress, Run, Windowed};
 
 /// Suffix of a view's late-events table.
 pub const LATE_SUFFIX: &str = "__late";
@@ -595,28 +595,24 @@ impl Engine {
         let stream = batch.stream.name();
         let task = self.ctx.task_ctx();
         for i in 0..self.views.len() {
-            if !view::stream_inputs(&self.views[i].kind).contains(stream) {
-                continue;
-            }
             if batch.rows.num_rows() == 0 {
+                break;
+            }
+            if !view::stream_inputs(&self.views[i].kind).contains(stream) {
                 continue;
             }
             let name = self.views[i].info.name.clone();
             metrics::counter!("kpiflow_engine_rows_in_total", "view" => name.clone())
                 .increment(batch.rows.num_rows() as u64);
             let (lower, policy) = match &self.views[i].kind {
-                Kind::Windowed(w) => (w.plan.lower.clone(), self.views[i].info.options.late),
-                Kind::Stateless(s) => (s.plan.clone(), LatePolicy::Drop),
+                Kind::Windowed(w) => (&w.plan.lower, self.views[i].info.options.late),
+                Kind::Stateless(s) => (&s.plan, LatePolicy::Drop),
                 Kind::Joined(_) => continue,
             };
-            let rows = run_with(
-                &self.feed,
-                vec![(stream, vec![batch.rows.clone()])],
-                &lower,
-                &task,
-            )
-            .await
-            .map_err(|e| run_error(&name, e))?;
+            let rows = Run::new(lower, vec![(stream, vec![batch.rows.clone()])])
+                .execute(&self.feed, &task)
+                .await
+                .map_err(|e| run_error(&name, e))?;
             let closed = self.views[i].progress.watermark;
             match &mut self.views[i].kind {
                 Kind::Joined(_) => {}
@@ -650,15 +646,12 @@ impl Engine {
             .partitions
             .iter()
             .map(|p| {
+                // `None` orders before any time, so `max` keeps the latest known.
                 let before = parts.get(&p.partition).and_then(|s| s.max_event_time);
-                let max = match (before, p.max_event_time_ms) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    (a, b) => a.or(b),
-                };
                 (
                     p.partition,
                     PartitionState {
-                        max_event_time: max,
+                        max_event_time: before.max(p.max_event_time_ms),
                         idle: p.idle,
                     },
                 )
@@ -691,10 +684,7 @@ impl Engine {
                 continue;
             };
             for p in parts.values() {
-                max = match (max, p.max_event_time) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    (a, b) => a.or(b),
-                };
+                max = max.max(p.max_event_time);
                 if p.idle {
                     continue;
                 }
@@ -744,12 +734,9 @@ impl Engine {
             if left_rows.is_empty() && right_rows.is_empty() {
                 continue;
             }
-            let plan = j.plan.plan.clone();
-            let mut slots = vec![(left.as_str(), left_rows)];
-            if right != left {
-                slots.push((right.as_str(), right_rows));
-            }
-            let rows = run_with(&self.feed, slots, &plan, &task)
+            let rows = j
+                .join(left_rows, right_rows)
+                .execute(&self.feed, &task)
                 .await
                 .map_err(|e| run_error(&name, e))?;
             self.emit(&name, Emit::Final, &rows)?;
@@ -779,13 +766,10 @@ impl Engine {
         }
         metrics::counter!("kpiflow_engine_windows_final_total", "view" => name.clone())
             .increment(closed.len() as u64);
-        let input = w
-            .aggregate_batch(&closed)
-            .map_err(|e| run_error(&name, e))?;
-        let upper = w.plan.upper.clone();
-        let slot = w.plan.aggregate_slot.clone();
-        let task = self.ctx.task_ctx();
-        let rows = run_with(&self.feed, vec![(slot.as_str(), input)], &upper, &task)
+        let rows = w
+            .output(&closed)
+            .map_err(|e| run_error(&name, e))?
+            .execute(&self.feed, &self.ctx.task_ctx())
             .await
             .map_err(|e| run_error(&name, e))?;
         self.emit(&name, Emit::Final, &rows)
@@ -810,38 +794,22 @@ impl Engine {
         for i in 0..self.views.len() {
             let view = &mut self.views[i];
             let name = view.info.name.clone();
-            if let Kind::Joined(j) = &view.kind {
+            let run = match &mut view.kind {
                 // Running rows of a join: the join of both inputs' running rows.
-                let (left, right) = (j.plan.left.clone(), j.plan.right.clone());
-                let plan = j.plan.plan.clone();
-                let mut slots = vec![(left.as_str(), self.live.running(&left))];
-                if right != left {
-                    slots.push((right.as_str(), self.live.running(&right)));
-                }
-                let rows = run_with(&self.feed, slots, &plan, &task)
-                    .await
-                    .map_err(|e| run_error(&name, e))?;
-                self.live
-                    .set_running(&name, &rows)
-                    .map_err(|e| run_error(&name, e))?;
-                continue;
-            }
-            let Kind::Windowed(w) = &mut view.kind else {
-                continue;
+                Kind::Joined(j) => Ok(j.join(
+                    self.live.running(&j.plan.left),
+                    self.live.running(&j.plan.right),
+                )),
+                Kind::Windowed(w) => w
+                    .running(view.progress.watermark)
+                    .and_then(|open| w.output(&open)),
+                Kind::Stateless(_) => continue,
             };
-            let open = w
-                .running(view.progress.watermark)
+            let rows = run
+                .map_err(|e| run_error(&name, e))?
+                .execute(&self.feed, &task)
+                .await
                 .map_err(|e| run_error(&name, e))?;
-            let input = w.aggregate_batch(&open).map_err(|e| run_error(&name, e))?;
-            let slot = w.plan.aggregate_slot.clone();
-            let rows = run_with(
-                &self.feed,
-                vec![(slot.as_str(), input)],
-                &w.plan.upper,
-                &task,
-            )
-            .await
-            .map_err(|e| run_error(&name, e))?;
             self.live
                 .set_running(&name, &rows)
                 .map_err(|e| run_error(&name, e))?;

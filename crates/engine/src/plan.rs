@@ -440,27 +440,10 @@ impl Planner<'_> {
         let LogicalPlan::Projection(top) = &logical else {
             return Err(self.plan_error("internal: a SELECT without projection"));
         };
-        let input = top.input.schema();
-        let mut exprs = Vec::new();
-        for name in [WINDOW_START, WINDOW_END] {
-            if top.schema.fields().iter().any(|f| f.name() == name) {
-                return Err(self.unsupported(
-                    &format!("selecting a column named {name}"),
-                    Some(name),
-                    "kpiflow adds the left view's window_start and window_end to the output; remove it from the SELECT list",
-                ));
-            }
-            let (q, f) = input
-                .iter()
-                .find(|(_, f)| f.name() == name)
-                .ok_or_else(|| self.plan_error(format!("the joined views have no {name}")))?;
-            exprs.push(Expr::Column(Column::new(q.cloned(), f.name())));
-        }
-        exprs.extend(top.expr.iter().cloned());
-        let rewritten = LogicalPlan::Projection(
-            Projection::try_new(exprs, top.input.clone())
-                .map_err(|e| self.plan_error(plan_message(&e)))?,
-        );
+        let rewritten = LogicalPlan::Projection(self.window_columns_first(
+            top,
+            "kpiflow adds the left view's window_start and window_end to the output; remove it from the SELECT list",
+        )?);
         let plan = self
             .state
             .create_physical_plan(&rewritten)
@@ -533,29 +516,18 @@ impl Planner<'_> {
                         }
                     }
                     LogicalPlan::Projection(p) if spec.is_some() => {
-                        let input_schema = p.input.schema();
-                        let mut exprs = Vec::with_capacity(p.expr.len() + 2);
-                        let outputs: Vec<String> =
-                            p.schema.fields().iter().map(|f| f.name().clone()).collect();
-                        for name in [WINDOW_START, WINDOW_END] {
-                            if outputs.iter().any(|o| o == name) {
-                                failure = Some(self.unsupported(
-                                    &format!("selecting a column named {name}"),
-                                    Some(name),
-                                    "kpiflow adds window_start and window_end to every windowed view's output; remove it from the SELECT list",
-                                ));
-                                return Ok(Transformed::no(LogicalPlan::Projection(p)));
+                        match self.window_columns_first(
+                            &p,
+                            "kpiflow adds window_start and window_end to every windowed view's output; remove it from the SELECT list",
+                        ) {
+                            Ok(projection) => {
+                                Ok(Transformed::yes(LogicalPlan::Projection(projection)))
                             }
-                            if let Some((q, f)) = input_schema
-                                .iter()
-                                .find(|(_, f)| f.name() == name)
-                            {
-                                exprs.push(Expr::Column(Column::new(q.cloned(), f.name())));
+                            Err(e) => {
+                                failure = Some(e);
+                                Ok(Transformed::no(LogicalPlan::Projection(p)))
                             }
                         }
-                        exprs.extend(p.expr.iter().cloned());
-                        let projection = Projection::try_new(exprs, p.input.clone())?;
-                        Ok(Transformed::yes(LogicalPlan::Projection(projection)))
                     }
                     other => Ok(Transformed::yes(other.recompute_schema()?)),
                 }
@@ -567,6 +539,27 @@ impl Planner<'_> {
         }
         let spec = spec.ok_or_else(|| self.plan_error("no GROUP BY found"))?;
         Ok((rewritten, spec))
+    }
+
+    /// The projection with its input's window_start and window_end (where the
+    /// input has them) as its first two columns; refused when the SELECT list
+    /// already names one of them.
+    fn window_columns_first(&self, p: &Projection, hint: &str) -> Result<Projection> {
+        let mut exprs = Vec::with_capacity(p.expr.len() + 2);
+        for name in [WINDOW_START, WINDOW_END] {
+            if p.schema.fields().iter().any(|f| f.name() == name) {
+                return Err(self.unsupported(
+                    &format!("selecting a column named {name}"),
+                    Some(name),
+                    hint,
+                ));
+            }
+            if let Some((q, f)) = p.input.schema().iter().find(|(_, f)| f.name() == name) {
+                exprs.push(Expr::Column(Column::new(q.cloned(), f.name())));
+            }
+        }
+        exprs.extend(p.expr.iter().cloned());
+        Projection::try_new(exprs, p.input.clone()).map_err(|e| self.plan_error(plan_message(&e)))
     }
 
     fn rewrite_aggregate(

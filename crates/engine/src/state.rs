@@ -663,14 +663,7 @@ impl Sessions {
         picked.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
         // One WindowRows per session window (start, end).
         let mut out: Vec<WindowRows> = Vec::new();
-        let mut i = 0;
-        while i < picked.len() {
-            let (start, end) = (picked[i].0, picked[i].1);
-            let mut j = i;
-            while j < picked.len() && picked[j].0 == start && picked[j].1 == end {
-                j += 1;
-            }
-            let group = &picked[i..j];
+        for group in picked.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
             let keys = match &self.converter {
                 Some(c) => c.convert_rows(group.iter().map(|g| g.2.row()))?,
                 None => Vec::new(),
@@ -679,15 +672,14 @@ impl Sessions {
                 .map(|n| ScalarValue::iter_to_array(group.iter().map(|g| g.3[n].clone())))
                 .collect::<DfResult<_>>()?;
             out.push(WindowRows {
-                start,
-                end,
+                start: group[0].0,
+                end: group[0].1,
                 rows: Evaluated {
                     keys,
                     values,
                     rows: group.len(),
                 },
             });
-            i = j;
         }
         Ok(out)
     }
@@ -769,15 +761,9 @@ impl Sessions {
         if let Some(c) = &self.converter {
             columns.extend(c.convert_rows(keys.iter().map(|k| k.row()))?);
         }
-        for (col, values) in states.into_iter().enumerate() {
-            let field = &schema.fields()[columns.len()];
-            let array = if values.is_empty() {
-                datafusion::arrow::array::new_empty_array(field.data_type())
-            } else {
-                ScalarValue::iter_to_array(values)?
-            };
-            let _ = col;
-            columns.push(array);
+        // Every session added a value to every state column: none is empty.
+        for values in states {
+            columns.push(ScalarValue::iter_to_array(values)?);
         }
         Ok(vec![RecordBatch::try_new(schema, columns)?])
     }

@@ -126,6 +126,15 @@ impl Joined {
         out
     }
 
+    /// The join of the two views' rows, ready to run.
+    pub fn join(&self, left: Vec<RecordBatch>, right: Vec<RecordBatch>) -> Run {
+        let mut slots = vec![(self.plan.left.as_str(), left)];
+        if self.plan.right != self.plan.left {
+            slots.push((self.plan.right.as_str(), right));
+        }
+        Run::new(&self.plan.plan, slots)
+    }
+
     /// The rows waiting, per side.
     pub fn snapshot(&self) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
         let mut out = (Vec::new(), Vec::new());
@@ -380,7 +389,7 @@ impl Windowed {
     }
 
     /// The aggregation's output rows for some windows, as `upper` reads them.
-    pub fn aggregate_batch(&self, windows: &[WindowRows]) -> DfResult<Vec<RecordBatch>> {
+    fn aggregate_batch(&self, windows: &[WindowRows]) -> DfResult<Vec<RecordBatch>> {
         let schema = &self.plan.aggregate_schema;
         windows
             .iter()
@@ -410,6 +419,16 @@ impl Windowed {
                 Ok(RecordBatch::try_new(schema.clone(), columns)?)
             })
             .collect()
+    }
+
+    /// The view's output rows for some windows, ready to run: their
+    /// aggregate rows through `upper` (HAVING, final projection).
+    pub fn output(&self, windows: &[WindowRows]) -> DfResult<Run> {
+        let input = self.aggregate_batch(windows)?;
+        Ok(Run::new(
+            &self.plan.upper,
+            vec![(self.plan.aggregate_slot.as_str(), input)],
+        ))
     }
 
     pub fn snapshot(&mut self) -> DfResult<Vec<RecordBatch>> {
@@ -492,19 +511,33 @@ async fn run(plan: &Arc<dyn ExecutionPlan>, ctx: &Arc<TaskContext>) -> DfResult<
     Ok(out)
 }
 
-/// Runs `plan` with each slot's batches in the feed.
-pub(crate) async fn run_with(
-    feed: &Feed,
-    slots: Vec<(&str, Vec<RecordBatch>)>,
-    plan: &Arc<dyn ExecutionPlan>,
-    ctx: &Arc<TaskContext>,
-) -> DfResult<Vec<RecordBatch>> {
-    for (slot, batches) in slots {
-        feed.set(slot, batches);
+/// A plan with the batches its feed scans will read. Owns what it needs, so
+/// running it borrows no view state across the await.
+pub(crate) struct Run {
+    plan: Arc<dyn ExecutionPlan>,
+    slots: Vec<(String, Vec<RecordBatch>)>,
+}
+
+impl Run {
+    pub fn new(plan: &Arc<dyn ExecutionPlan>, slots: Vec<(&str, Vec<RecordBatch>)>) -> Run {
+        Run {
+            plan: plan.clone(),
+            slots: slots
+                .into_iter()
+                .map(|(slot, batches)| (slot.to_owned(), batches))
+                .collect(),
+        }
     }
-    let out = run(plan, ctx).await;
-    feed.clear();
-    out
+
+    /// Runs the plan with each slot's batches in the feed.
+    pub async fn execute(self, feed: &Feed, ctx: &Arc<TaskContext>) -> DfResult<Vec<RecordBatch>> {
+        for (slot, batches) in self.slots {
+            feed.set(&slot, batches);
+        }
+        let out = run(&self.plan, ctx).await;
+        feed.clear();
+        out
+    }
 }
 
 /// Watermark bookkeeping of a view.

@@ -9,6 +9,7 @@
 use std::fmt;
 
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result as DfResult, ScalarValue, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -66,11 +67,8 @@ impl fmt::Display for WindowSpec {
     }
 }
 
+/// `90000` → `90s`, `3600000` → `1h`: the largest unit that divides evenly.
 fn human(ms: i64) -> String {
-    humantime_like(ms)
-}
-
-fn humantime_like(ms: i64) -> String {
     const UNITS: [(i64, &str); 5] = [
         (86_400_000, "d"),
         (3_600_000, "h"),
@@ -178,7 +176,7 @@ impl ScalarUDFImpl for WindowFn {
     }
 }
 
-/// A window call found in a `GROUP BY`, with the index of its time argument.
+/// A window call found in a `GROUP BY`, with its time argument.
 pub(crate) struct WindowCall {
     pub spec: WindowSpec,
     pub time_arg: Expr,
@@ -244,20 +242,18 @@ pub(crate) fn window_call(expr: &Expr) -> Result<Option<WindowCall>, String> {
 pub(crate) fn mentions_window(expr: &Expr) -> Option<&'static str> {
     let mut found = None;
     let _ = expr.apply(|e| {
-        if let Expr::ScalarFunction(call) = e {
-            for name in ["tumble", "hop", "session"] {
-                if call.func.name() == name {
-                    found = Some(name);
-                    return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
-                }
-            }
+        if let Expr::ScalarFunction(call) = e
+            && let Some(name) = ["tumble", "hop", "session"]
+                .into_iter()
+                .find(|n| call.func.name() == *n)
+        {
+            found = Some(name);
+            return Ok(TreeNodeRecursion::Stop);
         }
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        Ok(TreeNodeRecursion::Continue)
     });
     found
 }
-
-use datafusion::common::tree_node::TreeNode;
 
 fn interval_ms(function: &str, what: &str, expr: &Expr) -> Result<i64, String> {
     let bad = || {

@@ -10,11 +10,19 @@ use rdkafka::metadata::Metadata;
 
 use crate::error::{Error, Result};
 
-/// A client configuration for `brokers`, with `properties` (any librdkafka
-/// setting such as `security.protocol` or `sasl.mechanism`) applied last.
-pub fn client_config(brokers: &str, properties: &[(String, String)]) -> ClientConfig {
+/// A client configuration for `brokers`: kpiflow's `defaults` for this
+/// client, then the user's `properties` (any librdkafka setting such as
+/// `security.protocol` or `sasl.mechanism`), which win.
+pub fn client_config(
+    brokers: &str,
+    defaults: &[(&str, &str)],
+    properties: &[(String, String)],
+) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
+    for (key, value) in defaults {
+        config.set(*key, *value);
+    }
     for (key, value) in properties {
         config.set(key, value);
     }

@@ -180,15 +180,16 @@ pub async fn produce(
     cancel: &CancellationToken,
 ) -> Result<Summary> {
     options.validate()?;
-    let mut config = client_config(&options.brokers, &[]);
-    config
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "30000")
-        .set("queue.buffering.max.messages", "100000");
-    for (key, value) in &options.properties {
-        config.set(key, value);
-    }
+    let config = client_config(
+        &options.brokers,
+        &[
+            ("partitioner", "murmur2_random"),
+            ("linger.ms", "5"),
+            ("message.timeout.ms", "30000"),
+            ("queue.buffering.max.messages", "100000"),
+        ],
+        &options.properties,
+    );
     let producer: FutureProducer = config.create().map_err(config_error)?;
     {
         let producer = producer.clone();

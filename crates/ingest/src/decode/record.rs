@@ -312,15 +312,10 @@ impl RecordReader {
             (Values::Int64(values), b'-' | b'0'..=b'9') => {
                 let n = number(bytes, i)?;
                 if kind == Kind::TimestampMs {
-                    match n.as_i64() {
-                        Some(ms) => values.push(ms),
-                        None => {
-                            return Err(Problem::BadTime {
-                                field: f,
-                                value: (i, n.end),
-                            });
-                        }
-                    }
+                    values.push(n.as_i64().ok_or(Problem::BadTime {
+                        field: f,
+                        value: (i, n.end),
+                    })?);
                 } else {
                     // As arrow-json: the integer, else the float truncated if in range.
                     let value = n.as_i64().or_else(|| {
@@ -329,15 +324,10 @@ impl RecordReader {
                             .contains(&v)
                             .then_some(v as i64)
                     });
-                    match value {
-                        Some(v) => values.push(v),
-                        None => {
-                            return Err(Problem::OutOfRange {
-                                field: f,
-                                value: (i, n.end),
-                            });
-                        }
-                    }
+                    values.push(value.ok_or(Problem::OutOfRange {
+                        field: f,
+                        value: (i, n.end),
+                    })?);
                 }
                 n.end
             }
@@ -351,15 +341,10 @@ impl RecordReader {
                 } else {
                     raw
                 };
-                match self.times.parse_ms(text) {
-                    Some(ms) => values.push(ms),
-                    None => {
-                        return Err(Problem::BadTime {
-                            field: f,
-                            value: (i, s.end),
-                        });
-                    }
-                }
+                values.push(self.times.parse_ms(text).ok_or(Problem::BadTime {
+                    field: f,
+                    value: (i, s.end),
+                })?);
                 s.end
             }
             (Values::Int32(values), b'-' | b'0'..=b'9') => {
@@ -368,15 +353,10 @@ impl RecordReader {
                     let v = n.as_f64(&bytes[i..n.end]);
                     (v > -2_147_483_649.0 && v < 2_147_483_648.0).then_some(v as i32)
                 });
-                match value {
-                    Some(v) => values.push(v),
-                    None => {
-                        return Err(Problem::OutOfRange {
-                            field: f,
-                            value: (i, n.end),
-                        });
-                    }
-                }
+                values.push(value.ok_or(Problem::OutOfRange {
+                    field: f,
+                    value: (i, n.end),
+                })?);
                 n.end
             }
             (Values::Float64(values), b'-' | b'0'..=b'9') => {

@@ -182,24 +182,25 @@ pub struct Source {
 /// Connects, checks the topics exist, joins the group and starts reading.
 pub async fn start(config: SourceConfig, cancel: CancellationToken) -> Result<Source> {
     config.validate()?;
-    let mut client = client_config(&config.brokers, &[]);
-    client
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", &config.auto_offset_reset)
-        .set("enable.partition.eof", "false")
-        // Bounds librdkafka's prefetch (default 64 MiB for the consumer queue).
-        .set("queued.max.messages.kbytes", "16384")
-        // When the prefetch queue is over its bound librdkafka re-checks after
-        // this long before fetching again (default 1 s). A source that decodes
-        // a little slower than the broker delivers hits the bound all the time;
-        // with the default it read 84k records/s, with 10 ms 392k (bench
-        // `consume`, mock cluster, 100k records).
-        .set("fetch.queue.backoff.ms", "10")
-        .set("statistics.interval.ms", "500");
-    for (key, value) in &config.properties {
-        client.set(key, value);
-    }
+    let client = client_config(
+        &config.brokers,
+        &[
+            ("group.id", &config.group_id),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", &config.auto_offset_reset),
+            ("enable.partition.eof", "false"),
+            // Bounds librdkafka's prefetch (default 64 MiB for the consumer queue).
+            ("queued.max.messages.kbytes", "16384"),
+            // When the prefetch queue is over its bound librdkafka re-checks after
+            // this long before fetching again (default 1 s). A source that decodes
+            // a little slower than the broker delivers hits the bound all the time;
+            // with the default it read 84k records/s, with 10 ms 392k (bench
+            // `consume`, mock cluster, 100k records).
+            ("fetch.queue.backoff.ms", "10"),
+            ("statistics.interval.ms", "500"),
+        ],
+        &config.properties,
+    );
     let context = SourceContext::default();
     *context
         .start_offsets
@@ -240,7 +241,7 @@ pub async fn start(config: SourceConfig, cancel: CancellationToken) -> Result<So
     })?;
 
     let dlq = if config.dead_letter_topics {
-        let mut producer_config = client_config(&config.brokers, &config.properties);
+        let mut producer_config = client_config(&config.brokers, &[], &config.properties);
         producer_config.set("message.timeout.ms", "30000");
         Some(
             producer_config
