@@ -36,6 +36,10 @@ pub enum Error {
     /// Some records were not acknowledged by the broker. Retrying may help.
     #[error("{failed} records were not acknowledged by the broker (first error: {first_error})")]
     Delivery { failed: u64, first_error: String },
+
+    /// A source thread failed; a bug in kpiflow. The message says which.
+    #[error("the Kafka source stopped: {0}")]
+    Source(String),
 }
 
 /// The ingest crate's result type.

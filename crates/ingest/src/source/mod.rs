@@ -14,33 +14,29 @@
 //!   idle timeout); a paused or lagging partition is never idle. Batches with
 //!   no rows carry that progress when nothing arrives.
 
+mod batcher;
 mod context;
+mod poll;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, TimestampMillisecondType};
-use futures::{FutureExt, StreamExt};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use kpiflow_types::source::PARTITION_COLUMN;
-use kpiflow_types::{DeadLetter, PartitionProgress, SourceBatch, Stream};
+use kpiflow_types::{DeadLetter, SourceBatch, Stream};
 
-use crate::decode::{RawMessage, TopicDecoder};
 use crate::error::{Error, Result};
 use crate::kafka::{client_config, cluster_metadata, config_error, run_blocking};
-use context::{Rebalanced, SourceContext};
+use batcher::Batcher;
+use context::SourceContext;
+use poll::Poller;
 
 /// How a source reads its topics.
 #[derive(Debug, Clone)]
@@ -131,12 +127,16 @@ pub struct SourceStats {
     pub revoked_records: AtomicU64,
     /// Most rows ever held waiting for a batch.
     pub max_held_rows: AtomicU64,
+    /// The partitions are paused now (downstream is full).
+    pub paused: AtomicBool,
+    /// The batcher is waiting for room downstream.
+    downstream_full: AtomicBool,
 }
 
 /// Commits offsets and reads counters of a running source.
 #[derive(Clone)]
 pub struct SourceHandle {
-    consumer: Arc<StreamConsumer<SourceContext>>,
+    consumer: Arc<BaseConsumer<SourceContext>>,
     stats: Arc<SourceStats>,
 }
 
@@ -206,7 +206,7 @@ pub async fn start(config: SourceConfig, cancel: CancellationToken) -> Result<So
         .start_offsets
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = config.start_offsets.clone();
-    let consumer: StreamConsumer<SourceContext> =
+    let consumer: BaseConsumer<SourceContext> =
         client.create_with_context(context).map_err(config_error)?;
     let consumer = Arc::new(consumer);
     {
@@ -258,27 +258,52 @@ pub async fn start(config: SourceConfig, cancel: CancellationToken) -> Result<So
         consumer: consumer.clone(),
         stats: stats.clone(),
     };
-    let worker = Worker {
-        decoders: config
-            .streams
-            .iter()
-            .map(|&s| (s, TopicDecoder::new(s, config.max_batch_rows)))
-            .collect(),
-        config,
-        consumer,
-        stats,
-        oldest: HashMap::new(),
-        parts: HashMap::new(),
-        last_batch: HashMap::new(),
-        unreported: HashMap::new(),
-        batch_tx,
-        dead_tx,
-        dlq,
-        deferred: Vec::new(),
-        paused: false,
-        cancel,
+    // Two threads: one polls librdkafka and copies messages into chunks, the
+    // other decodes them into batches. Decoding on the poll thread halved the
+    // consume rate (bench `consume`).
+    let chunk_messages = config.max_batch_rows.clamp(1, CHUNK_MESSAGES);
+    // The poll thread stops when the source is cancelled or the batcher is done.
+    let stop = cancel.child_token();
+    let (input_tx, input_rx) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    let poller = Poller {
+        consumer: consumer.clone(),
+        streams: config.streams.clone(),
+        chunk_messages,
+        tx: input_tx,
+        stats: stats.clone(),
+        cancel: stop.clone(),
+        chunks: config.streams.iter().map(|_| None).collect(),
+        outbox: Default::default(),
+        paused: None,
+        unclocked: 0,
+        now: Instant::now(),
     };
-    let task = tokio::spawn(worker.run());
+    let batcher = Batcher::new(config, consumer, stats, (batch_tx, dead_tx), dlq, cancel);
+    let (done_tx, done) = oneshot::channel();
+    let threads = std::thread::Builder::new()
+        .name("kpiflow-batcher".into())
+        .spawn(move || {
+            batcher.run(input_rx);
+            stop.cancel();
+        })
+        .and_then(|batcher| {
+            std::thread::Builder::new()
+                .name("kpiflow-poll".into())
+                .spawn(move || {
+                    poller.run();
+                    let outcome = batcher
+                        .join()
+                        .map_err(|_| Error::Source("the batcher thread panicked".into()));
+                    let _ = done_tx.send(outcome);
+                })
+        });
+    if let Err(e) = threads {
+        return Err(Error::Source(format!("cannot start the source threads: {e}")));
+    }
+    let task = tokio::spawn(async move {
+        done.await
+            .map_err(|_| Error::Source("the poll thread panicked".into()))?
+    });
     Ok(Source {
         batches,
         dead_letters,
@@ -287,430 +312,8 @@ pub async fn start(config: SourceConfig, cancel: CancellationToken) -> Result<So
     })
 }
 
-/// Records taken from librdkafka's queue per wakeup, at most.
-const BURST: usize = 4096;
-
-/// librdkafka retries transient errors itself; report and go on.
-fn consumer_error(e: &rdkafka::error::KafkaError) {
-    tracing::warn!(error = %e, "Kafka consumer error");
-    metrics::counter!("kpiflow_ingest_consumer_errors_total").increment(1);
-}
-
-/// What the source knows of one partition it holds.
-struct Part {
-    /// Offset after the last record received.
-    next_offset: Option<i64>,
-    max_event_time_ms: Option<i64>,
-    last_activity: Instant,
-}
-
-/// Why a wait for downstream room ended without sending.
-enum Stopped {
-    Cancelled,
-    Closed,
-}
-
-struct Worker {
-    config: SourceConfig,
-    consumer: Arc<StreamConsumer<SourceContext>>,
-    stats: Arc<SourceStats>,
-    decoders: HashMap<Stream, TopicDecoder>,
-    /// When the oldest held row of each stream arrived (for the linger).
-    oldest: HashMap<Stream, Instant>,
-    parts: HashMap<(Stream, i32), Part>,
-    last_batch: HashMap<Stream, Instant>,
-    /// Records and bytes received since the stream's last batch, for metrics.
-    unreported: HashMap<Stream, (u64, u64)>,
-    batch_tx: mpsc::Sender<SourceBatch>,
-    dead_tx: mpsc::Sender<DeadLetter>,
-    dlq: Option<FutureProducer>,
-    /// Records received while paused (from partitions assigned meanwhile); at
-    /// most one per partition, since each such partition is paused on sight.
-    deferred: Vec<OwnedMessage>,
-    paused: bool,
-    cancel: CancellationToken,
-}
-
-impl Worker {
-    async fn run(mut self) -> Result<()> {
-        let consumer = self.consumer.clone();
-        let mut messages = consumer.stream();
-        let mut tick = tokio::time::interval(self.config.linger.min(Duration::from_millis(50)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let outcome = loop {
-            self.apply_rebalances();
-            let mut stopped = false;
-            for m in std::mem::take(&mut self.deferred) {
-                if self.on_message(&m).await.is_err() {
-                    stopped = true;
-                    break;
-                }
-            }
-            if stopped {
-                break Ok(());
-            }
-            let step = tokio::select! {
-                _ = self.cancel.cancelled() => Err(Stopped::Cancelled),
-                m = messages.next() => match m {
-                    Some(Ok(m)) => {
-                        // Take what librdkafka already has queued without going
-                        // back through the select: per-wakeup costs (timer,
-                        // cancellation, waker registration) then amortize over
-                        // up to BURST records.
-                        let mut step = self.on_message(&m).await;
-                        let mut taken = 1;
-                        while step.is_ok() && taken < BURST {
-                            match messages.next().now_or_never() {
-                                Some(Some(Ok(m))) => {
-                                    self.apply_rebalances();
-                                    step = self.on_message(&m).await;
-                                    taken += 1;
-                                }
-                                Some(Some(Err(e))) => {
-                                    consumer_error(&e);
-                                    break;
-                                }
-                                _ => break,
-                            }
-                        }
-                        step
-                    }
-                    Some(Err(e)) => {
-                        consumer_error(&e);
-                        Ok(())
-                    }
-                    None => Err(Stopped::Closed),
-                },
-                _ = tick.tick() => self.on_tick().await,
-            };
-            match step {
-                Ok(()) => {}
-                Err(Stopped::Cancelled) | Err(Stopped::Closed) => break Ok(()),
-            }
-        };
-        drop(messages);
-        self.consumer.unsubscribe();
-        outcome
-    }
-
-    fn apply_rebalances(&mut self) {
-        for event in self.consumer.context().take_rebalances() {
-            match event {
-                Rebalanced::Assigned(list) => {
-                    for (topic, partition) in list {
-                        if let Ok(stream) = topic.parse::<Stream>() {
-                            self.parts.insert(
-                                (stream, partition),
-                                Part {
-                                    next_offset: None,
-                                    max_event_time_ms: None,
-                                    last_activity: Instant::now(),
-                                },
-                            );
-                        }
-                    }
-                }
-                Rebalanced::Revoked(list) => {
-                    let revoked: HashSet<(String, i32)> = list.into_iter().collect();
-                    for (stream, decoder) in &mut self.decoders {
-                        let before = decoder.len();
-                        decoder.retain_partitions(|p| {
-                            !revoked.contains(&(stream.name().to_owned(), p))
-                        });
-                        let dropped = (before - decoder.len()) as u64;
-                        self.stats
-                            .revoked_records
-                            .fetch_add(dropped, Ordering::Relaxed);
-                        if decoder.is_empty() {
-                            self.oldest.remove(stream);
-                        }
-                    }
-                    self.deferred
-                        .retain(|m| !revoked.contains(&(m.topic().to_owned(), m.partition())));
-                    self.parts.retain(|(stream, partition), _| {
-                        !revoked.contains(&(stream.name().to_owned(), *partition))
-                    });
-                    tracing::info!(partitions = revoked.len(), "partitions revoked");
-                }
-            }
-        }
-    }
-
-    async fn on_message<M: Message>(&mut self, m: &M) -> Result<(), Stopped> {
-        let Ok(stream) = m.topic().parse::<Stream>() else {
-            return Ok(());
-        };
-        let size = m.payload().map_or(0, <[u8]>::len) as u64;
-        self.stats.records.fetch_add(1, Ordering::Relaxed);
-        let unreported = self.unreported.entry(stream).or_default();
-        unreported.0 += 1;
-        unreported.1 += size;
-        let now = Instant::now();
-        let part = self.parts.entry((stream, m.partition())).or_insert(Part {
-            next_offset: None,
-            max_event_time_ms: None,
-            last_activity: now,
-        });
-        part.next_offset = Some(m.offset() + 1);
-        part.last_activity = now;
-        let raw = RawMessage {
-            partition: m.partition(),
-            offset: m.offset(),
-            timestamp_ms: m.timestamp().to_millis(),
-            key: m.key(),
-            payload: m.payload(),
-        };
-        let decoder = self
-            .decoders
-            .get_mut(&stream)
-            .expect("a decoder per subscribed stream");
-        match decoder.push(&raw) {
-            Ok(()) => {
-                self.oldest.entry(stream).or_insert(now);
-                let held: usize = self.decoders.values().map(TopicDecoder::len).sum();
-                self.stats
-                    .max_held_rows
-                    .fetch_max(held as u64, Ordering::Relaxed);
-            }
-            Err(dead) => self.dead_letter(*dead).await?,
-        }
-        if self.decoders[&stream].is_full() {
-            self.emit(stream).await?;
-        }
-        Ok(())
-    }
-
-    async fn on_tick(&mut self) -> Result<(), Stopped> {
-        let now = Instant::now();
-        let due: Vec<Stream> = self
-            .oldest
-            .iter()
-            .filter(|(_, t)| now.duration_since(**t) >= self.config.linger)
-            .map(|(s, _)| *s)
-            .collect();
-        for stream in due {
-            self.emit(stream).await?;
-        }
-        // Progress-only batches keep watermarks moving while nothing arrives.
-        let heartbeat = self.config.idle_timeout.min(Duration::from_secs(1)) / 2;
-        let streams: Vec<Stream> = self.config.streams.clone();
-        for stream in streams {
-            let quiet = self
-                .last_batch
-                .get(&stream)
-                .is_none_or(|t| now.duration_since(*t) >= heartbeat);
-            let holds = self.parts.keys().any(|(s, _)| *s == stream);
-            if quiet && holds && self.decoders[&stream].is_empty() {
-                self.emit(stream).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends the stream's held rows (possibly none) with its partitions' progress.
-    async fn emit(&mut self, stream: Stream) -> Result<(), Stopped> {
-        self.oldest.remove(&stream);
-        if let Some((records, bytes)) = self.unreported.remove(&stream) {
-            metrics::counter!("kpiflow_ingest_records_total", "topic" => stream.name())
-                .increment(records);
-            metrics::counter!("kpiflow_ingest_bytes_total", "topic" => stream.name())
-                .increment(bytes);
-        }
-        let decoder = self
-            .decoders
-            .get_mut(&stream)
-            .expect("a decoder per subscribed stream");
-        let started = Instant::now();
-        let (batch, dead) = decoder.finish();
-        metrics::histogram!("kpiflow_ingest_decode_seconds", "topic" => stream.name())
-            .record(started.elapsed().as_secs_f64());
-        for d in dead {
-            self.dead_letter(d).await?;
-        }
-        let rows = batch.unwrap_or_else(|| RecordBatch::new_empty(stream.source_schema()));
-        self.track_event_times(stream, &rows);
-        let partitions = self.progress(stream);
-        let n = rows.num_rows() as u64;
-        let batch = SourceBatch {
-            stream,
-            rows,
-            partitions,
-        };
-        let tx = self.batch_tx.clone();
-        self.send(&tx, batch).await?;
-        self.last_batch.insert(stream, Instant::now());
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats.rows.fetch_add(n, Ordering::Relaxed);
-        metrics::counter!("kpiflow_ingest_batches_total", "topic" => stream.name()).increment(1);
-        metrics::counter!("kpiflow_ingest_rows_total", "topic" => stream.name()).increment(n);
-        Ok(())
-    }
-
-    fn track_event_times(&mut self, stream: Stream, rows: &RecordBatch) {
-        if rows.num_rows() == 0 {
-            return;
-        }
-        let times = rows.column(0).as_primitive::<TimestampMillisecondType>();
-        let partitions = rows
-            .column_by_name(PARTITION_COLUMN)
-            .expect("source batches carry _partition")
-            .as_primitive::<Int32Type>();
-        let mut max: HashMap<i32, i64> = HashMap::new();
-        for (t, p) in times.values().iter().zip(partitions.values()) {
-            let m = max.entry(*p).or_insert(*t);
-            *m = (*m).max(*t);
-        }
-        for (p, t) in max {
-            if let Some(part) = self.parts.get_mut(&(stream, p)) {
-                part.max_event_time_ms = Some(part.max_event_time_ms.map_or(t, |m| m.max(t)));
-            }
-        }
-    }
-
-    fn progress(&self, stream: Stream) -> Vec<PartitionProgress> {
-        let ends = self
-            .consumer
-            .context()
-            .ends
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut list: Vec<PartitionProgress> = self
-            .parts
-            .iter()
-            .filter(|((s, _), _)| *s == stream)
-            .map(|(&(_, partition), part)| {
-                let end = ends.get(&(stream.name().to_owned(), partition));
-                let position = part
-                    .next_offset
-                    .or(end.map(|e| e.position).filter(|p| *p >= 0));
-                let caught_up = match (end, position) {
-                    (Some(end), Some(position)) => end.high >= 0 && position >= end.high,
-                    _ => false,
-                };
-                if let (Some(end), Some(position)) = (end, position) {
-                    metrics::gauge!(
-                        "kpiflow_ingest_consumer_lag",
-                        "topic" => stream.name(),
-                        "partition" => partition.to_string()
-                    )
-                    .set((end.high - position).max(0) as f64);
-                }
-                PartitionProgress {
-                    partition,
-                    max_event_time_ms: part.max_event_time_ms,
-                    next_offset: position.unwrap_or(-1),
-                    idle: !self.paused
-                        && caught_up
-                        && part.last_activity.elapsed() >= self.config.idle_timeout,
-                }
-            })
-            .collect();
-        list.sort_by_key(|p| p.partition);
-        list
-    }
-
-    async fn dead_letter(&mut self, dead: DeadLetter) -> Result<(), Stopped> {
-        metrics::counter!(
-            "kpiflow_ingest_dead_letters_total",
-            "topic" => dead.topic.clone(),
-            "reason" => dead.kind.name()
-        )
-        .increment(1);
-        if let Some(producer) = &self.dlq {
-            let topic = format!("{}.dlq", dead.topic);
-            let partition = dead.partition.to_string();
-            let offset = dead.offset.to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "kpiflow.reason",
-                    value: Some(dead.reason.as_str()),
-                })
-                .insert(Header {
-                    key: "kpiflow.kind",
-                    value: Some(dead.kind.name()),
-                })
-                .insert(Header {
-                    key: "kpiflow.partition",
-                    value: Some(partition.as_str()),
-                })
-                .insert(Header {
-                    key: "kpiflow.offset",
-                    value: Some(offset.as_str()),
-                });
-            let mut record = FutureRecord::<[u8], [u8]>::to(&topic).headers(headers);
-            if let Some(key) = &dead.key {
-                record = record.key(key);
-            }
-            if let Some(payload) = &dead.payload {
-                record = record.payload(payload);
-            }
-            if let Err((e, _)) = producer.send(record, Duration::from_secs(5)).await {
-                tracing::error!(%topic, error = %e, "cannot produce a dead letter to its topic");
-                metrics::counter!("kpiflow_ingest_dlq_failures_total").increment(1);
-            }
-        }
-        let tx = self.dead_tx.clone();
-        self.send(&tx, dead).await?;
-        self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Sends downstream; when the channel is full, pauses every partition
-    /// until there is room, still serving rebalances.
-    async fn send<T>(&mut self, tx: &mpsc::Sender<T>, item: T) -> Result<(), Stopped> {
-        let item = match tx.try_send(item) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Closed(_)) => return Err(Stopped::Closed),
-            Err(TrySendError::Full(item)) => item,
-        };
-        let mut paused = self.consumer.assignment().unwrap_or_default();
-        if let Err(e) = self.consumer.pause(&paused) {
-            tracing::warn!(error = %e, "cannot pause partitions");
-        }
-        self.paused = true;
-        self.stats.pauses.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("kpiflow_ingest_pauses_total").increment(1);
-        let consumer = self.consumer.clone();
-        let outcome = loop {
-            tokio::select! {
-                permit = tx.reserve() => match permit {
-                    Ok(permit) => {
-                        permit.send(item);
-                        break Ok(());
-                    }
-                    Err(_) => break Err(Stopped::Closed),
-                },
-                _ = self.cancel.cancelled() => break Err(Stopped::Cancelled),
-                m = consumer.recv() => match m {
-                    // Only partitions assigned while paused still deliver: pause
-                    // each on sight and keep its one record for later.
-                    Ok(m) => {
-                        let mut one = TopicPartitionList::new();
-                        one.add_partition(m.topic(), m.partition());
-                        let _ = consumer.pause(&one);
-                        let _ = paused.add_partition(m.topic(), m.partition());
-                        self.deferred.push(m.detach());
-                    }
-                    Err(e) => tracing::warn!(error = %e, "Kafka consumer error while paused"),
-                },
-            }
-        };
-        // Partitions revoked meanwhile are no longer ours to resume.
-        let assigned: HashSet<(String, i32)> = self
-            .consumer
-            .assignment()
-            .map(|tpl| context::pairs(&tpl).into_iter().collect())
-            .unwrap_or_default();
-        let mut resume = TopicPartitionList::new();
-        for e in paused.elements() {
-            if assigned.contains(&(e.topic().to_owned(), e.partition())) {
-                resume.add_partition(e.topic(), e.partition());
-            }
-        }
-        if let Err(e) = self.consumer.resume(&resume) {
-            tracing::warn!(error = %e, "cannot resume partitions");
-        }
-        self.paused = false;
-        outcome
-    }
-}
+/// Messages per chunk handed from the poll thread to the batcher, at most.
+const CHUNK_MESSAGES: usize = 1024;
+/// Chunks waiting for the batcher, at most; when they are full the poll
+/// thread pauses the partitions.
+const CHUNKS_IN_FLIGHT: usize = 4;

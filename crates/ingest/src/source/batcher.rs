@@ -1,0 +1,425 @@
+//! The source's batcher thread: decodes the poll thread's chunks into
+//! batches and dead letters, tracks each partition's progress, and sends
+//! downstream (blocking while the bounded channels are full, which fills the
+//! poll thread's hand-over and makes it pause the partitions).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, TimestampMillisecondType};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio_util::sync::CancellationToken;
+
+use kpiflow_types::source::PARTITION_COLUMN;
+use kpiflow_types::{DeadLetter, PartitionProgress, SourceBatch, Stream};
+
+use super::context::SourceContext;
+use super::poll::{Chunk, Input};
+use super::{SourceConfig, SourceStats};
+use crate::decode::TopicDecoder;
+
+/// What the source knows of one partition it holds.
+struct Part {
+    /// Offset after the last record received.
+    next_offset: Option<i64>,
+    max_event_time_ms: Option<i64>,
+    last_activity: Instant,
+}
+
+impl Part {
+    fn new(now: Instant) -> Part {
+        Part {
+            next_offset: None,
+            max_event_time_ms: None,
+            last_activity: now,
+        }
+    }
+}
+
+/// Why the batcher stopped sending.
+pub(super) enum Stopped {
+    Cancelled,
+    Closed,
+}
+
+pub(super) struct Batcher {
+    config: SourceConfig,
+    consumer: Arc<BaseConsumer<SourceContext>>,
+    stats: Arc<SourceStats>,
+    /// Per stream (indexed by `Stream as usize`); `None` if not read.
+    decoders: [Option<TopicDecoder>; 4],
+    /// When the oldest held row of each stream arrived (for the linger).
+    oldest: [Option<Instant>; 4],
+    parts: HashMap<(Stream, i32), Part>,
+    last_batch: HashMap<Stream, Instant>,
+    /// Records and bytes received since the stream's last batch, for metrics.
+    unreported: HashMap<Stream, (u64, u64)>,
+    batch_tx: mpsc::Sender<SourceBatch>,
+    dead_tx: mpsc::Sender<DeadLetter>,
+    dlq: Option<FutureProducer>,
+    runtime: tokio::runtime::Handle,
+    cancel: CancellationToken,
+}
+
+impl Batcher {
+    pub fn new(
+        config: SourceConfig,
+        consumer: Arc<BaseConsumer<SourceContext>>,
+        stats: Arc<SourceStats>,
+        outputs: (mpsc::Sender<SourceBatch>, mpsc::Sender<DeadLetter>),
+        dlq: Option<FutureProducer>,
+        cancel: CancellationToken,
+    ) -> Batcher {
+        Batcher {
+            decoders: Stream::ALL.map(|s| {
+                config
+                    .streams
+                    .contains(&s)
+                    .then(|| TopicDecoder::new(s, config.max_batch_rows))
+            }),
+            config,
+            consumer,
+            stats,
+            oldest: [None; 4],
+            parts: HashMap::new(),
+            last_batch: HashMap::new(),
+            unreported: HashMap::new(),
+            batch_tx: outputs.0,
+            dead_tx: outputs.1,
+            dlq,
+            runtime: tokio::runtime::Handle::current(),
+            cancel,
+        }
+    }
+
+    /// Takes the poll thread's inputs until cancelled, until the batch
+    /// receiver is dropped, or until the poll thread is gone.
+    pub fn run(mut self, inputs: Receiver<Input>) {
+        let tick = self.config.linger.min(Duration::from_millis(50));
+        let mut next_tick = Instant::now() + tick;
+        loop {
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let step = match inputs.recv_timeout(wait) {
+                Ok(Input::Chunk(chunk)) => self.on_chunk(&chunk),
+                Ok(Input::Assigned(list)) => {
+                    let now = Instant::now();
+                    for key in list {
+                        self.parts.insert(key, Part::new(now));
+                    }
+                    Ok(())
+                }
+                Ok(Input::Revoked(list)) => {
+                    self.on_revoked(list);
+                    Ok(())
+                }
+                Err(RecvTimeoutError::Timeout) => Ok(()),
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            if step.is_err() {
+                return;
+            }
+            if Instant::now() >= next_tick {
+                if self.on_tick().is_err() {
+                    return;
+                }
+                next_tick = Instant::now() + tick;
+            }
+        }
+    }
+
+    fn on_revoked(&mut self, list: Vec<(Stream, i32)>) {
+        let revoked: HashSet<(Stream, i32)> = list.into_iter().collect();
+        for (decoder, oldest) in self.decoders.iter_mut().zip(&mut self.oldest) {
+            let Some(decoder) = decoder else { continue };
+            let stream = decoder.stream();
+            let before = decoder.len();
+            decoder.retain_partitions(|p| !revoked.contains(&(stream, p)));
+            let dropped = (before - decoder.len()) as u64;
+            self.stats
+                .revoked_records
+                .fetch_add(dropped, Ordering::Relaxed);
+            if decoder.is_empty() {
+                *oldest = None;
+            }
+        }
+        self.parts.retain(|key, _| !revoked.contains(key));
+        tracing::info!(partitions = revoked.len(), "partitions revoked");
+    }
+
+    fn on_chunk(&mut self, chunk: &Chunk) -> Result<(), Stopped> {
+        let stream = chunk.stream;
+        self.stats
+            .records
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        let unreported = self.unreported.entry(stream).or_default();
+        unreported.0 += chunk.len() as u64;
+        unreported.1 += chunk.bytes() as u64;
+        let mut last: Option<(i32, i64)> = None;
+        for m in chunk.messages() {
+            // Consecutive messages mostly share a partition: one lookup per run.
+            match &mut last {
+                Some((p, o)) if *p == m.partition => *o = m.offset,
+                _ => {
+                    if let Some((p, o)) = last {
+                        self.seen(stream, p, o, chunk.received);
+                    }
+                    last = Some((m.partition, m.offset));
+                }
+            }
+            if let Err(dead) = self.decoder(stream).push(&m) {
+                self.dead_letter(*dead)?;
+            }
+            if self.decoder(stream).is_full() {
+                if let Some((p, o)) = last {
+                    self.seen(stream, p, o, chunk.received);
+                }
+                self.note_held();
+                self.emit(stream)?;
+            }
+        }
+        if let Some((p, o)) = last {
+            self.seen(stream, p, o, chunk.received);
+        }
+        if !self.decoder(stream).is_empty() {
+            self.oldest[stream as usize].get_or_insert(chunk.received);
+        }
+        self.note_held();
+        Ok(())
+    }
+
+    fn decoder(&mut self, stream: Stream) -> &mut TopicDecoder {
+        self.decoders[stream as usize]
+            .as_mut()
+            .expect("a decoder per subscribed stream")
+    }
+
+    /// A record of `partition` at `offset` was received at `at`.
+    fn seen(&mut self, stream: Stream, partition: i32, offset: i64, at: Instant) {
+        let part = self
+            .parts
+            .entry((stream, partition))
+            .or_insert_with(|| Part::new(at));
+        part.next_offset = Some(part.next_offset.map_or(offset + 1, |n| n.max(offset + 1)));
+        part.last_activity = at;
+    }
+
+    fn note_held(&self) {
+        let held: usize = self.decoders.iter().flatten().map(TopicDecoder::len).sum();
+        self.stats
+            .max_held_rows
+            .fetch_max(held as u64, Ordering::Relaxed);
+    }
+
+    fn on_tick(&mut self) -> Result<(), Stopped> {
+        let now = Instant::now();
+        let due: Vec<Stream> = Stream::ALL
+            .into_iter()
+            .filter(|s| {
+                self.oldest[*s as usize].is_some_and(|t| now.duration_since(t) >= self.config.linger)
+            })
+            .collect();
+        for stream in due {
+            self.emit(stream)?;
+        }
+        // Progress-only batches keep watermarks moving while nothing arrives.
+        let heartbeat = self.config.idle_timeout.min(Duration::from_secs(1)) / 2;
+        let streams: Vec<Stream> = self.config.streams.clone();
+        for stream in streams {
+            let quiet = self
+                .last_batch
+                .get(&stream)
+                .is_none_or(|t| now.duration_since(*t) >= heartbeat);
+            let holds = self.parts.keys().any(|(s, _)| *s == stream);
+            if quiet && holds && self.decoder(stream).is_empty() {
+                self.emit(stream)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the stream's held rows (possibly none) with its partitions' progress.
+    fn emit(&mut self, stream: Stream) -> Result<(), Stopped> {
+        self.oldest[stream as usize] = None;
+        if let Some((records, bytes)) = self.unreported.remove(&stream) {
+            metrics::counter!("kpiflow_ingest_records_total", "topic" => stream.name())
+                .increment(records);
+            metrics::counter!("kpiflow_ingest_bytes_total", "topic" => stream.name())
+                .increment(bytes);
+        }
+        let decoder = self.decoder(stream);
+        let started = Instant::now();
+        let (batch, dead) = decoder.finish();
+        metrics::histogram!("kpiflow_ingest_decode_seconds", "topic" => stream.name())
+            .record(started.elapsed().as_secs_f64());
+        for d in dead {
+            self.dead_letter(d)?;
+        }
+        let rows = batch.unwrap_or_else(|| RecordBatch::new_empty(stream.source_schema()));
+        self.track_event_times(stream, &rows);
+        let partitions = self.progress(stream);
+        let n = rows.num_rows() as u64;
+        let batch = SourceBatch {
+            stream,
+            rows,
+            partitions,
+        };
+        let tx = self.batch_tx.clone();
+        self.send(&tx, batch)?;
+        self.last_batch.insert(stream, Instant::now());
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.rows.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("kpiflow_ingest_batches_total", "topic" => stream.name()).increment(1);
+        metrics::counter!("kpiflow_ingest_rows_total", "topic" => stream.name()).increment(n);
+        Ok(())
+    }
+
+    fn track_event_times(&mut self, stream: Stream, rows: &RecordBatch) {
+        if rows.num_rows() == 0 {
+            return;
+        }
+        let times = rows.column(0).as_primitive::<TimestampMillisecondType>();
+        let partitions = rows
+            .column_by_name(PARTITION_COLUMN)
+            .expect("source batches carry _partition")
+            .as_primitive::<Int32Type>();
+        let mut max: HashMap<i32, i64> = HashMap::new();
+        for (t, p) in times.values().iter().zip(partitions.values()) {
+            let m = max.entry(*p).or_insert(*t);
+            *m = (*m).max(*t);
+        }
+        for (p, t) in max {
+            if let Some(part) = self.parts.get_mut(&(stream, p)) {
+                part.max_event_time_ms = Some(part.max_event_time_ms.map_or(t, |m| m.max(t)));
+            }
+        }
+    }
+
+    fn progress(&self, stream: Stream) -> Vec<PartitionProgress> {
+        let paused = self.stats.paused.load(Ordering::Relaxed);
+        let ends = self
+            .consumer
+            .context()
+            .ends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<PartitionProgress> = self
+            .parts
+            .iter()
+            .filter(|((s, _), _)| *s == stream)
+            .map(|(&(_, partition), part)| {
+                let end = ends.get(&(stream.name().to_owned(), partition));
+                let position = part
+                    .next_offset
+                    .or(end.map(|e| e.position).filter(|p| *p >= 0));
+                let caught_up = match (end, position) {
+                    (Some(end), Some(position)) => end.high >= 0 && position >= end.high,
+                    _ => false,
+                };
+                if let (Some(end), Some(position)) = (end, position) {
+                    metrics::gauge!(
+                        "kpiflow_ingest_consumer_lag",
+                        "topic" => stream.name(),
+                        "partition" => partition.to_string()
+                    )
+                    .set((end.high - position).max(0) as f64);
+                }
+                PartitionProgress {
+                    partition,
+                    max_event_time_ms: part.max_event_time_ms,
+                    next_offset: position.unwrap_or(-1),
+                    idle: !paused
+                        && caught_up
+                        && part.last_activity.elapsed() >= self.config.idle_timeout,
+                }
+            })
+            .collect();
+        list.sort_by_key(|p| p.partition);
+        list
+    }
+
+    fn dead_letter(&mut self, dead: DeadLetter) -> Result<(), Stopped> {
+        metrics::counter!(
+            "kpiflow_ingest_dead_letters_total",
+            "topic" => dead.topic.clone(),
+            "reason" => dead.kind.name()
+        )
+        .increment(1);
+        if let Some(producer) = &self.dlq {
+            let topic = format!("{}.dlq", dead.topic);
+            let partition = dead.partition.to_string();
+            let offset = dead.offset.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "kpiflow.reason",
+                    value: Some(dead.reason.as_str()),
+                })
+                .insert(Header {
+                    key: "kpiflow.kind",
+                    value: Some(dead.kind.name()),
+                })
+                .insert(Header {
+                    key: "kpiflow.partition",
+                    value: Some(partition.as_str()),
+                })
+                .insert(Header {
+                    key: "kpiflow.offset",
+                    value: Some(offset.as_str()),
+                });
+            let mut record = FutureRecord::<[u8], [u8]>::to(&topic).headers(headers);
+            if let Some(key) = &dead.key {
+                record = record.key(key);
+            }
+            if let Some(payload) = &dead.payload {
+                record = record.payload(payload);
+            }
+            let sent = self
+                .runtime
+                .block_on(producer.send(record, Duration::from_secs(5)));
+            if let Err((e, _)) = sent {
+                tracing::error!(%topic, error = %e, "cannot produce a dead letter to its topic");
+                metrics::counter!("kpiflow_ingest_dlq_failures_total").increment(1);
+            }
+        }
+        let tx = self.dead_tx.clone();
+        self.send(&tx, dead)?;
+        self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sends downstream, waiting for room while the channel is full (the
+    /// poll thread pauses the partitions meanwhile).
+    fn send<T>(&self, tx: &mpsc::Sender<T>, item: T) -> Result<(), Stopped> {
+        let item = match tx.try_send(item) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(_)) => return Err(Stopped::Closed),
+            Err(TrySendError::Full(item)) => item,
+        };
+        self.stats.downstream_full.store(true, Ordering::Relaxed);
+        let sent = self.runtime.block_on(async {
+            tokio::select! {
+                permit = tx.reserve() => match permit {
+                    Ok(permit) => {
+                        permit.send(item);
+                        Ok(())
+                    }
+                    Err(_) => Err(Stopped::Closed),
+                },
+                _ = self.cancel.cancelled() => Err(Stopped::Cancelled),
+            }
+        });
+        self.stats.downstream_full.store(false, Ordering::Relaxed);
+        sent
+    }
+}

@@ -1,0 +1,302 @@
+//! The source's poll thread: the only thread that polls the consumer. It
+//! copies each message into a chunk of its stream and hands full chunks to
+//! the batcher thread, so decoding runs beside librdkafka instead of between
+//! two polls. Rebalances and statistics are served from `poll` here too.
+//!
+//! When the batcher cannot take a chunk, the poll thread pauses every
+//! partition and keeps polling (rebalances must still be served) until the
+//! chunk is taken; a message from a partition assigned meanwhile is kept and
+//! that partition paused on sight.
+
+use std::collections::{HashSet, VecDeque};
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use kpiflow_types::Stream;
+
+use super::SourceStats;
+use super::context::{self, Rebalanced, SourceContext};
+use crate::decode::RawMessage;
+
+/// Longest wait in `poll` when there is nothing to hand over; bounds how
+/// late a cancellation is seen.
+const POLL_WAIT: Duration = Duration::from_millis(50);
+/// Wait in `poll` while the batcher is full.
+const BLOCKED_WAIT: Duration = Duration::from_millis(5);
+/// A chunk goes to the batcher at the latest this long after its first message.
+const CHUNK_LINGER: Duration = Duration::from_millis(5);
+/// Between two tries to hand a chunk to a busy batcher.
+const HAND_OVER_WAIT: Duration = Duration::from_micros(50);
+/// Bytes of payload and key per chunk, at most (beyond one message).
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Copies of consecutive messages of one stream, in one buffer.
+pub(super) struct Chunk {
+    pub stream: Stream,
+    bytes: Vec<u8>,
+    messages: Vec<Meta>,
+    first: Instant,
+    /// When the last message was received.
+    pub received: Instant,
+}
+
+struct Meta {
+    partition: i32,
+    offset: i64,
+    timestamp_ms: Option<i64>,
+    key: Option<Range<usize>>,
+    payload: Option<Range<usize>>,
+}
+
+impl Chunk {
+    fn new(stream: Stream, capacity: usize, now: Instant) -> Chunk {
+        Chunk {
+            stream,
+            bytes: Vec::with_capacity(capacity * 256),
+            messages: Vec::with_capacity(capacity),
+            first: now,
+            received: now,
+        }
+    }
+
+    fn push(&mut self, m: &BorrowedMessage<'_>) {
+        let mut copy = |part: Option<&[u8]>| {
+            part.map(|p| {
+                let start = self.bytes.len();
+                self.bytes.extend_from_slice(p);
+                start..self.bytes.len()
+            })
+        };
+        let key = copy(m.key());
+        let payload = copy(m.payload());
+        self.messages.push(Meta {
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis(),
+            key,
+            payload,
+        });
+    }
+
+    /// Messages in the chunk.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Payload and key bytes in the chunk.
+    pub fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The messages, as the decoder takes them.
+    pub fn messages(&self) -> impl Iterator<Item = RawMessage<'_>> {
+        self.messages.iter().map(|m| RawMessage {
+            partition: m.partition,
+            offset: m.offset,
+            timestamp_ms: m.timestamp_ms,
+            key: m.key.clone().map(|r| &self.bytes[r]),
+            payload: m.payload.clone().map(|r| &self.bytes[r]),
+        })
+    }
+}
+
+/// What the poll thread tells the batcher, in order.
+pub(super) enum Input {
+    Chunk(Chunk),
+    Assigned(Vec<(Stream, i32)>),
+    Revoked(Vec<(Stream, i32)>),
+}
+
+pub(super) struct Poller {
+    pub consumer: Arc<BaseConsumer<SourceContext>>,
+    pub streams: Vec<Stream>,
+    pub chunk_messages: usize,
+    pub tx: SyncSender<Input>,
+    pub stats: Arc<SourceStats>,
+    pub cancel: CancellationToken,
+    /// Chunk being filled, per stream (same order as `streams`).
+    pub chunks: Vec<Option<Chunk>>,
+    /// Inputs the batcher has not taken yet, oldest first.
+    pub outbox: VecDeque<Input>,
+    /// The partitions paused because the batcher is full.
+    pub paused: Option<TopicPartitionList>,
+    /// Messages taken since the clock was last read.
+    pub unclocked: u32,
+    pub now: Instant,
+}
+
+/// librdkafka retries transient errors itself; report and go on.
+fn consumer_error(e: &rdkafka::error::KafkaError) {
+    tracing::warn!(error = %e, "Kafka consumer error");
+    metrics::counter!("kpiflow_ingest_consumer_errors_total").increment(1);
+}
+
+impl Poller {
+    /// Polls until cancelled or the batcher is gone.
+    pub fn run(mut self) {
+        let consumer = self.consumer.clone();
+        loop {
+            if self.cancel.is_cancelled() || !self.hand_over() {
+                break;
+            }
+            let blocked = !self.outbox.is_empty();
+            if blocked {
+                self.pause();
+            } else {
+                self.resume();
+            }
+            let holding = self.chunks.iter().any(Option::is_some);
+            let wait = if blocked {
+                BLOCKED_WAIT
+            } else if holding {
+                Duration::ZERO
+            } else {
+                POLL_WAIT
+            };
+            match consumer.poll(wait) {
+                Some(Ok(m)) => self.take(&m),
+                Some(Err(e)) => consumer_error(&e),
+                // librdkafka has nothing queued: hand over what we hold.
+                None => {
+                    self.now = Instant::now();
+                    self.flush(|_| true);
+                }
+            }
+            self.apply_rebalances();
+        }
+        self.consumer.unsubscribe();
+    }
+
+    /// Sends queued inputs while the batcher takes them; false once it is
+    /// gone. While the batcher is busy decoding this waits for it (librdkafka
+    /// keeps prefetching within `queued.max.messages.kbytes`); only when it
+    /// waits for room downstream do inputs stay queued, and the caller pauses.
+    fn hand_over(&mut self) -> bool {
+        while let Some(input) = self.outbox.pop_front() {
+            let mut input = input;
+            loop {
+                match self.tx.try_send(input) {
+                    Ok(()) => break,
+                    Err(TrySendError::Disconnected(_)) => return false,
+                    Err(TrySendError::Full(back)) => {
+                        if self.stats.downstream_full.load(Ordering::Relaxed)
+                            || self.cancel.is_cancelled()
+                        {
+                            self.outbox.push_front(back);
+                            return true;
+                        }
+                        input = back;
+                        std::thread::sleep(HAND_OVER_WAIT);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn take(&mut self, m: &BorrowedMessage<'_>) {
+        let topic = m.topic();
+        let Some(i) = self.streams.iter().position(|s| s.name() == topic) else {
+            return;
+        };
+        self.unclocked += 1;
+        if self.unclocked >= 32 {
+            self.now = Instant::now();
+            self.unclocked = 0;
+        }
+        if let Some(paused) = &mut self.paused
+            && paused.find_partition(topic, m.partition()).is_none()
+        {
+            // Assigned while paused: keep this message, pause the partition.
+            let mut one = TopicPartitionList::new();
+            one.add_partition(topic, m.partition());
+            if let Err(e) = self.consumer.pause(&one) {
+                tracing::warn!(error = %e, "cannot pause a partition");
+            }
+            paused.add_partition(topic, m.partition());
+        }
+        let (stream, capacity, now) = (self.streams[i], self.chunk_messages, self.now);
+        let chunk = self.chunks[i].get_or_insert_with(|| Chunk::new(stream, capacity, now));
+        chunk.push(m);
+        chunk.received = now;
+        if chunk.len() >= self.chunk_messages || chunk.bytes() >= CHUNK_BYTES {
+            let full = self.chunks[i].take().expect("just filled");
+            self.outbox.push_back(Input::Chunk(full));
+        }
+        let now = self.now;
+        self.flush(|c| now.duration_since(c.first) >= CHUNK_LINGER);
+    }
+
+    /// Queues the chunks that `due` picks for the batcher.
+    fn flush(&mut self, due: impl Fn(&Chunk) -> bool) {
+        for slot in &mut self.chunks {
+            if slot.as_ref().is_some_and(&due) {
+                let chunk = slot.take().expect("checked");
+                self.outbox.push_back(Input::Chunk(chunk));
+            }
+        }
+    }
+
+    fn apply_rebalances(&mut self) {
+        for event in self.consumer.context().take_rebalances() {
+            let streams = |list: Vec<(String, i32)>| -> Vec<(Stream, i32)> {
+                list.into_iter()
+                    .filter_map(|(t, p)| t.parse::<Stream>().ok().map(|s| (s, p)))
+                    .collect()
+            };
+            match event {
+                Rebalanced::Assigned(list) => self.outbox.push_back(Input::Assigned(streams(list))),
+                Rebalanced::Revoked(list) => {
+                    // Chunks go first, so the batcher drops their revoked rows too.
+                    self.flush(|_| true);
+                    self.outbox.push_back(Input::Revoked(streams(list)));
+                }
+            }
+        }
+    }
+
+    fn pause(&mut self) {
+        if self.paused.is_some() {
+            return;
+        }
+        let assignment = self.consumer.assignment().unwrap_or_default();
+        if let Err(e) = self.consumer.pause(&assignment) {
+            tracing::warn!(error = %e, "cannot pause partitions");
+        }
+        self.paused = Some(assignment);
+        self.stats.paused.store(true, Ordering::Relaxed);
+        self.stats.pauses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("kpiflow_ingest_pauses_total").increment(1);
+    }
+
+    /// Resumes the paused partitions still assigned (revoked ones are no
+    /// longer ours to resume).
+    fn resume(&mut self) {
+        let Some(paused) = self.paused.take() else {
+            return;
+        };
+        let assigned: HashSet<(String, i32)> = self
+            .consumer
+            .assignment()
+            .map(|tpl| context::pairs(&tpl).into_iter().collect())
+            .unwrap_or_default();
+        let mut resume = TopicPartitionList::new();
+        for e in paused.elements() {
+            if assigned.contains(&(e.topic().to_owned(), e.partition())) {
+                resume.add_partition(e.topic(), e.partition());
+            }
+        }
+        if let Err(e) = self.consumer.resume(&resume) {
+            tracing::warn!(error = %e, "cannot resume partitions");
+        }
+        self.stats.paused.store(false, Ordering::Relaxed);
+    }
+}
