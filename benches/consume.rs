@@ -122,7 +122,12 @@ async fn source_consume(brokers: &str, n: u64, run: usize) -> Duration {
         let handle = source.handle.clone();
         std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(300);
-            while handle.stats().records.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            while handle
+                .stats()
+                .records
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 0
+            {
                 assert!(Instant::now() < deadline, "source: no record in 300 s");
                 std::thread::sleep(Duration::from_micros(100));
             }

@@ -104,9 +104,19 @@ pub fn commit_group_offsets(brokers: &str, group: &str, offsets: &HashMap<(Strin
         tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
             .expect("valid offset");
     }
-    consumer
-        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
-        .expect("commit the group's start offsets");
+    // A broker that has just started may answer with a retriable coordinator
+    // error (it failed so once, right after tansu started): retry for 30 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync) {
+            Ok(()) => return,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("committing the group's start offsets: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("cannot commit the group's start offsets within 30 s: {e}"),
+        }
+    }
 }
 
 /// Producer properties that put every record in its own batch.

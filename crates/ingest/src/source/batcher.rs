@@ -227,7 +227,8 @@ impl Batcher {
         let due: Vec<Stream> = Stream::ALL
             .into_iter()
             .filter(|s| {
-                self.oldest[*s as usize].is_some_and(|t| now.duration_since(t) >= self.config.linger)
+                self.oldest[*s as usize]
+                    .is_some_and(|t| now.duration_since(t) >= self.config.linger)
             })
             .collect();
         for stream in due {

@@ -3,6 +3,9 @@
 //!
 //! - Offsets are never committed automatically: only [`SourceHandle::commit`]
 //!   commits, and the checkpoint layer calls it once a checkpoint is durable.
+//! - Two threads: the poll thread ([`poll`]) copies messages into chunks and
+//!   serves rebalances; the batcher ([`batcher`]) decodes the chunks and sends
+//!   batches downstream, so decoding runs beside librdkafka.
 //! - Both output channels are bounded. When one is full the source pauses all
 //!   its partitions (librdkafka stops fetching) instead of buffering, keeps
 //!   serving rebalances, and resumes once there is room.
@@ -283,8 +286,9 @@ pub async fn start(config: SourceConfig, cancel: CancellationToken) -> Result<So
     let threads = std::thread::Builder::new()
         .name("kpiflow-batcher".into())
         .spawn(move || {
+            // Stops the poll thread however the batcher ends (a panic included).
+            let _stop = stop.drop_guard();
             batcher.run(input_rx);
-            stop.cancel();
         })
         .and_then(|batcher| {
             std::thread::Builder::new()
@@ -298,7 +302,9 @@ pub async fn start(config: SourceConfig, cancel: CancellationToken) -> Result<So
                 })
         });
     if let Err(e) = threads {
-        return Err(Error::Source(format!("cannot start the source threads: {e}")));
+        return Err(Error::Source(format!(
+            "cannot start the source threads: {e}"
+        )));
     }
     let task = tokio::spawn(async move {
         done.await
