@@ -160,9 +160,6 @@ impl Batcher {
 
     fn on_chunk(&mut self, chunk: &Chunk) -> Result<(), Stopped> {
         let stream = chunk.stream;
-        self.stats
-            .records
-            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         let unreported = self.unreported.entry(stream).or_default();
         unreported.0 += chunk.len() as u64;
         unreported.1 += chunk.bytes() as u64;

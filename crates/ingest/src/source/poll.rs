@@ -207,6 +207,7 @@ impl Poller {
         let Some(i) = self.streams.iter().position(|s| s.name() == topic) else {
             return;
         };
+        self.stats.records.fetch_add(1, Ordering::Relaxed);
         self.unclocked += 1;
         if self.unclocked >= 32 {
             self.now = Instant::now();
