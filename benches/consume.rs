@@ -4,7 +4,8 @@
 //!
 //! `cargo bench -p kpiflow-benches --bench consume` uses the embedded mock
 //! cluster; set `KPIFLOW_BENCH_BROKERS=host:port` to use another broker
-//! (its stream topics must be empty or absent; they are created).
+//! (its stream topics must be empty or absent; they are created, and a fence
+//! record per partition follows the data — see `fence`).
 //! `KPIFLOW_BENCH_RECORDS` (default 100000, over 8 partitions: the mock cluster keeps at most 5 MB per partition) and `KPIFLOW_BENCH_RUNS` (5).
 //! `KPIFLOW_BENCH_MALFORMED` (0.01) is the fraction of malformed records.
 //! The source runs with a 5 ms linger (`KPIFLOW_BENCH_LINGER_MS`, default
@@ -168,6 +169,33 @@ fn malformed_fraction() -> f64 {
         .unwrap_or(0.01)
 }
 
+/// One record per partition after the bench's records. tansu 0.6.0 reports
+/// the base offset of a partition's newest batch as its high watermark, so
+/// that batch stays invisible until another arrives; on other brokers the
+/// fences are just the last records (dead letters to the source; both
+/// consumers stop at `n` records, so they count at most one per partition).
+fn fence(brokers: &str) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("fence producer");
+    for s in Stream::ALL {
+        for p in 0..PARTITIONS {
+            producer
+                .send(
+                    BaseRecord::<[u8], [u8]>::to(s.name())
+                        .partition(p)
+                        .payload(b"fence".as_slice()),
+                )
+                .expect("enqueue a fence record");
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("fence records acknowledged");
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -204,6 +232,9 @@ fn main() {
         ))
         .expect("produce the bench records");
     assert_eq!(summary.acked(), n);
+    if std::env::var("KPIFLOW_BENCH_BROKERS").is_ok() {
+        fence(&brokers);
+    }
     {
         let probe: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
@@ -218,8 +249,8 @@ fn main() {
                 kept += high - low;
             }
         }
-        assert_eq!(
-            kept, n as i64,
+        assert!(
+            kept >= n as i64,
             "the broker dropped old records (the mock cluster keeps 5 MB per partition): lower KPIFLOW_BENCH_RECORDS"
         );
     }
