@@ -45,6 +45,21 @@ impl Part {
     }
 }
 
+/// Whether a partition is idle: not paused, caught up with its end, and
+/// quiet for `timeout` since its last record and since the last resume (its
+/// end offset is stale while paused).
+fn is_idle(
+    paused: bool,
+    caught_up: bool,
+    last_activity: Instant,
+    resumed_at: Option<Instant>,
+    timeout: Duration,
+    now: Instant,
+) -> bool {
+    let quiet_since = resumed_at.map_or(last_activity, |r| r.max(last_activity));
+    !paused && caught_up && now.saturating_duration_since(quiet_since) >= timeout
+}
+
 /// Why the batcher stopped sending.
 pub(super) enum Stopped {
     Cancelled,
@@ -68,6 +83,10 @@ pub(super) struct Batcher {
     dlq: Option<FutureProducer>,
     runtime: tokio::runtime::Handle,
     cancel: CancellationToken,
+    /// The newest revocation epoch applied.
+    epoch_seen: u64,
+    /// The epoch each partition was last revoked in.
+    revoked_at: HashMap<(Stream, i32), u64>,
 }
 
 impl Batcher {
@@ -98,6 +117,8 @@ impl Batcher {
             dlq,
             runtime: tokio::runtime::Handle::current(),
             cancel,
+            epoch_seen: 0,
+            revoked_at: HashMap::new(),
         }
     }
 
@@ -111,17 +132,16 @@ impl Batcher {
                 return;
             }
             let wait = next_tick.saturating_duration_since(Instant::now());
-            let step = match inputs.recv_timeout(wait) {
+            let input = inputs.recv_timeout(wait);
+            // Revocations first: they may be newer than the input.
+            self.apply_revocations();
+            let step = match input {
                 Ok(Input::Chunk(chunk)) => self.on_chunk(&chunk),
                 Ok(Input::Assigned(list)) => {
                     let now = Instant::now();
                     for key in list {
                         self.parts.insert(key, Part::new(now));
                     }
-                    Ok(())
-                }
-                Ok(Input::Revoked(list)) => {
-                    self.on_revoked(list);
                     Ok(())
                 }
                 Err(RecvTimeoutError::Timeout) => Ok(()),
@@ -139,8 +159,30 @@ impl Batcher {
         }
     }
 
-    fn on_revoked(&mut self, list: Vec<(Stream, i32)>) {
-        let revoked: HashSet<(Stream, i32)> = list.into_iter().collect();
+    /// Drops the held rows and progress of partitions revoked since the last
+    /// call, and remembers when, so rows of theirs still queued in older
+    /// chunks are dropped too: they are the next owner's to deliver.
+    fn apply_revocations(&mut self) {
+        let context = self.consumer.context();
+        if context.epoch.load(std::sync::atomic::Ordering::SeqCst) == self.epoch_seen {
+            return;
+        }
+        let mut revoked: HashSet<(Stream, i32)> = HashSet::new();
+        for (epoch, list) in context.take_revocations() {
+            self.epoch_seen = self.epoch_seen.max(epoch);
+            for (topic, partition) in list {
+                if let Ok(stream) = topic.parse::<Stream>() {
+                    self.revoked_at.insert((stream, partition), epoch);
+                    revoked.insert((stream, partition));
+                }
+            }
+        }
+        if !revoked.is_empty() {
+            self.drop_revoked(&revoked);
+        }
+    }
+
+    fn drop_revoked(&mut self, revoked: &HashSet<(Stream, i32)>) {
         for (decoder, oldest) in self.decoders.iter_mut().zip(&mut self.oldest) {
             let Some(decoder) = decoder else { continue };
             let stream = decoder.stream();
@@ -162,10 +204,28 @@ impl Batcher {
         let stream = chunk.stream;
         let unreported = self.unreported.entry(stream).or_default();
         unreported.0 += chunk.len() as u64;
-        unreported.1 += chunk.bytes() as u64;
+        unreported.1 += chunk.payload_bytes() as u64;
         let mut last: Option<(i32, i64)> = None;
+        // The partition of the current run of messages, and whether it is still ours.
+        let mut run: Option<(i32, bool)> = None;
+        let mut dropped = 0u64;
         for m in chunk.messages() {
             // Consecutive messages mostly share a partition: one lookup per run.
+            let ours = match run {
+                Some((p, ours)) if p == m.partition => ours,
+                _ => {
+                    let ours = self
+                        .revoked_at
+                        .get(&(stream, m.partition))
+                        .is_none_or(|&e| e <= chunk.epoch);
+                    run = Some((m.partition, ours));
+                    ours
+                }
+            };
+            if !ours {
+                dropped += 1;
+                continue;
+            }
             match &mut last {
                 Some((p, o)) if *p == m.partition => *o = m.offset,
                 _ => {
@@ -184,6 +244,9 @@ impl Batcher {
                 }
                 self.note_held();
                 self.emit(stream)?;
+                // The emit may have applied a revocation: look the partition up again.
+                run = None;
+                last = None;
             }
         }
         if let Some((p, o)) = last {
@@ -191,6 +254,11 @@ impl Batcher {
         }
         if !self.decoder(stream).is_empty() {
             self.oldest[stream as usize].get_or_insert(chunk.received);
+        }
+        if dropped > 0 {
+            self.stats
+                .revoked_records
+                .fetch_add(dropped, Ordering::Relaxed);
         }
         self.note_held();
         Ok(())
@@ -249,6 +317,7 @@ impl Batcher {
 
     /// Sends the stream's held rows (possibly none) with its partitions' progress.
     fn emit(&mut self, stream: Stream) -> Result<(), Stopped> {
+        self.apply_revocations();
         self.oldest[stream as usize] = None;
         if let Some((records, bytes)) = self.unreported.remove(&stream) {
             metrics::counter!("kpiflow_ingest_records_total", "topic" => stream.name())
@@ -306,12 +375,18 @@ impl Batcher {
 
     fn progress(&self, stream: Stream) -> Vec<PartitionProgress> {
         let paused = self.stats.paused.load(Ordering::Relaxed);
+        let resumed_at = *self
+            .stats
+            .resumed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let ends = self
             .consumer
             .context()
             .ends
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
         let mut list: Vec<PartitionProgress> = self
             .parts
             .iter()
@@ -320,7 +395,7 @@ impl Batcher {
                 let end = ends.get(&(stream.name().to_owned(), partition));
                 let position = part
                     .next_offset
-                    .or(end.map(|e| e.position).filter(|p| *p >= 0));
+                    .or_else(|| end.and_then(|e| e.position_without_records()));
                 let caught_up = match (end, position) {
                     (Some(end), Some(position)) => end.high >= 0 && position >= end.high,
                     _ => false,
@@ -337,9 +412,14 @@ impl Batcher {
                     partition,
                     max_event_time_ms: part.max_event_time_ms,
                     next_offset: position.unwrap_or(-1),
-                    idle: !paused
-                        && caught_up
-                        && part.last_activity.elapsed() >= self.config.idle_timeout,
+                    idle: is_idle(
+                        paused,
+                        caught_up,
+                        part.last_activity,
+                        resumed_at,
+                        self.config.idle_timeout,
+                        now,
+                    ),
                 }
             })
             .collect();
@@ -382,12 +462,19 @@ impl Batcher {
             if let Some(payload) = &dead.payload {
                 record = record.payload(payload);
             }
-            let sent = self
-                .runtime
-                .block_on(producer.send(record, Duration::from_secs(5)));
-            if let Err((e, _)) = sent {
-                tracing::error!(%topic, error = %e, "cannot produce a dead letter to its topic");
-                metrics::counter!("kpiflow_ingest_dlq_failures_total").increment(1);
+            let sent = self.runtime.block_on(async {
+                tokio::select! {
+                    sent = producer.send(record, Duration::from_secs(5)) => Some(sent),
+                    _ = self.cancel.cancelled() => None,
+                }
+            });
+            match sent {
+                None => return Err(Stopped::Cancelled),
+                Some(Err((e, _))) => {
+                    tracing::error!(%topic, error = %e, "cannot produce a dead letter to its topic");
+                    metrics::counter!("kpiflow_ingest_dlq_failures_total").increment(1);
+                }
+                Some(Ok(_)) => {}
             }
         }
         let tx = self.dead_tx.clone();
@@ -419,5 +506,36 @@ impl Batcher {
         });
         self.stats.downstream_full.store(false, Ordering::Relaxed);
         sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::is_idle;
+
+    #[test]
+    fn idle_needs_caught_up_quiet_unpaused_and_time_since_the_resume() {
+        let now = Instant::now() + Duration::from_secs(100);
+        let timeout = Duration::from_secs(5);
+        let long_ago = now - Duration::from_secs(60);
+        let just_now = now - Duration::from_secs(1);
+        assert!(is_idle(false, true, long_ago, None, timeout, now));
+        assert!(is_idle(false, true, long_ago, Some(long_ago), timeout, now));
+        // Lagging, paused, a recent record, or a recent resume: not idle.
+        assert!(!is_idle(false, false, long_ago, None, timeout, now));
+        assert!(!is_idle(true, true, long_ago, None, timeout, now));
+        assert!(!is_idle(false, true, just_now, None, timeout, now));
+        assert!(!is_idle(
+            false,
+            true,
+            long_ago,
+            Some(just_now),
+            timeout,
+            now
+        ));
+        // Exactly the timeout counts.
+        assert!(is_idle(false, true, now - timeout, None, timeout, now));
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -17,13 +18,56 @@ pub enum Rebalanced {
     Revoked(Vec<(String, i32)>),
 }
 
-/// End offsets of one partition, from librdkafka's statistics.
-#[derive(Debug, Clone, Copy, Default)]
+/// Partitions revoked, with the epoch their revocation started.
+pub type Revocation = (u64, Vec<(String, i32)>);
+
+/// Offsets of one partition, from librdkafka's statistics.
+#[derive(Debug, Clone, Copy)]
 pub struct PartitionEnds {
     /// High watermark: offset of the next record to be written.
     pub high: i64,
-    /// Fetch position, or −1 when unknown.
-    pub position: i64,
+    /// Low watermark: the oldest offset kept.
+    pub low: i64,
+    /// The application's position (after the last record polled), or < 0.
+    pub app: i64,
+    /// The group's committed offset, or < 0.
+    pub committed: i64,
+    /// The poll thread has taken a record of the partition since it was
+    /// assigned: `app` may be ahead of what the batcher has seen.
+    pub taken: bool,
+}
+
+impl Default for PartitionEnds {
+    fn default() -> PartitionEnds {
+        PartitionEnds {
+            high: -1,
+            low: -1,
+            app: -1,
+            committed: -1,
+            taken: false,
+        }
+    }
+}
+
+impl PartitionEnds {
+    /// Where the member is in the partition when the batcher has seen none
+    /// of its records: never a position the poll thread may have passed
+    /// (a checkpoint may commit it), nor librdkafka's fetch position (which
+    /// counts prefetched records).
+    pub fn position_without_records(&self) -> Option<i64> {
+        if self.taken {
+            None
+        } else if self.app >= 0 {
+            Some(self.app)
+        } else if self.committed >= 0 {
+            Some(self.committed)
+        } else if self.high >= 0 && self.low == self.high {
+            // Empty: wherever the member starts, it is at the end.
+            Some(self.high)
+        } else {
+            None
+        }
+    }
 }
 
 /// Shared between librdkafka's callbacks and the source loop.
@@ -33,6 +77,10 @@ pub struct SourceContext {
     /// Offsets to start from on the next assignment, overriding committed ones.
     pub start_offsets: Mutex<HashMap<(String, i32), i64>>,
     pub ends: Mutex<HashMap<(String, i32), PartitionEnds>>,
+    /// Bumped at every revocation (in librdkafka's callback, on the poll thread).
+    pub epoch: AtomicU64,
+    /// Revocations not yet taken by the batcher: (epoch, partitions).
+    pub revocations: Mutex<Vec<Revocation>>,
 }
 
 /// The (topic, partition) pairs of a list.
@@ -52,18 +100,11 @@ impl ClientContext for SourceContext {
                 if partition < 0 || !p.desired {
                     continue;
                 }
-                let position = if p.app_offset >= 0 {
-                    p.app_offset
-                } else {
-                    p.next_offset
-                };
-                ends.insert(
-                    (topic.clone(), partition),
-                    PartitionEnds {
-                        high: p.hi_offset,
-                        position,
-                    },
-                );
+                let end = ends.entry((topic.clone(), partition)).or_default();
+                end.high = p.hi_offset;
+                end.low = p.lo_offset;
+                end.app = p.app_offset;
+                end.committed = p.committed_offset;
             }
         }
     }
@@ -78,6 +119,11 @@ impl ConsumerContext for SourceContext {
                 ends.remove(tp);
             }
             drop(ends);
+            let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+            self.revocations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((epoch, revoked.clone()));
             self.push(Rebalanced::Revoked(revoked));
         }
     }
@@ -116,8 +162,65 @@ impl SourceContext {
             .push(event);
     }
 
+    /// Marks a partition as having had a record taken by the poll thread.
+    pub fn taken(&self, topic: &str, partition: i32) {
+        self.ends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((topic.to_owned(), partition))
+            .or_default()
+            .taken = true;
+    }
+
+    /// Takes the revocations recorded since the last call.
+    pub fn take_revocations(&self) -> Vec<Revocation> {
+        std::mem::take(&mut *self.revocations.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Takes the rebalances recorded since the last call.
     pub fn take_rebalances(&self) -> Vec<Rebalanced> {
         std::mem::take(&mut *self.rebalances.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PartitionEnds;
+
+    fn ends(high: i64, low: i64, app: i64, committed: i64, taken: bool) -> PartitionEnds {
+        PartitionEnds {
+            high,
+            low,
+            app,
+            committed,
+            taken,
+        }
+    }
+
+    #[test]
+    fn a_position_without_records_is_never_ahead_of_the_batcher() {
+        // The poll thread took records the batcher has not seen: unknown.
+        assert_eq!(ends(100, 0, 40, 10, true).position_without_records(), None);
+        // Otherwise the application's position, then the committed offset.
+        assert_eq!(
+            ends(100, 0, 40, 10, false).position_without_records(),
+            Some(40)
+        );
+        assert_eq!(
+            ends(100, 0, -1001, 10, false).position_without_records(),
+            Some(10)
+        );
+        // An empty partition: at its end whatever the start.
+        assert_eq!(
+            ends(7, 7, -1001, -1001, false).position_without_records(),
+            Some(7)
+        );
+        // Records, no position, no commit: unknown (not librdkafka's fetch
+        // position, which counts prefetched records).
+        assert_eq!(
+            ends(100, 0, -1001, -1001, false).position_without_records(),
+            None
+        );
+        assert_eq!(PartitionEnds::default().position_without_records(), None);
     }
 }

@@ -54,7 +54,8 @@ pub struct SourceConfig {
     pub max_batch_rows: usize,
     /// A batch goes out at the latest this long after its first row arrived.
     pub linger: Duration,
-    /// A caught-up partition with no data for this long is idle.
+    /// A caught-up partition with no data for this long is idle (at least
+    /// [`MIN_IDLE_TIMEOUT`]); after a pause, this long since the resume too.
     pub idle_timeout: Duration,
     /// Batches waiting for the engine, at most.
     pub batch_capacity: usize,
@@ -99,6 +100,11 @@ impl SourceConfig {
             Some("the batch size must be at least 1 row".to_owned())
         } else if self.batch_capacity == 0 || self.dead_letter_capacity == 0 {
             Some("channel capacities must be at least 1".to_owned())
+        } else if self.idle_timeout < MIN_IDLE_TIMEOUT {
+            Some(format!(
+                "the idle timeout must be at least {MIN_IDLE_TIMEOUT:?}, got {:?}: partition ends come from librdkafka's statistics (every 500 ms) and fetches that wait up to fetch.wait.max.ms (500 ms), so a shorter timeout could call a partition idle before its newest records are fetched",
+                self.idle_timeout
+            ))
         } else if self.linger.is_zero() {
             Some("the linger must be above zero (e.g. 50ms)".to_owned())
         } else if !matches!(self.auto_offset_reset.as_str(), "earliest" | "latest") {
@@ -134,6 +140,9 @@ pub struct SourceStats {
     pub paused: AtomicBool,
     /// The batcher is waiting for room downstream.
     downstream_full: AtomicBool,
+    /// When the partitions were last resumed (librdkafka's end offsets are
+    /// stale until fetching starts again).
+    resumed_at: std::sync::Mutex<Option<Instant>>,
 }
 
 /// Commits offsets and reads counters of a running source.
@@ -273,6 +282,7 @@ pub async fn start(config: SourceConfig, cancel: CancellationToken) -> Result<So
         streams: config.streams.clone(),
         chunk_messages,
         tx: input_tx,
+        batches: batch_tx.downgrade(),
         stats: stats.clone(),
         cancel: stop.clone(),
         chunks: config.streams.iter().map(|_| None).collect(),
@@ -280,6 +290,8 @@ pub async fn start(config: SourceConfig, cancel: CancellationToken) -> Result<So
         paused: None,
         unclocked: 0,
         now: Instant::now(),
+        taken: Default::default(),
+        last_taken: None,
     };
     let batcher = Batcher::new(config, consumer, stats, (batch_tx, dead_tx), dlq, cancel);
     let (done_tx, done) = oneshot::channel();
@@ -317,6 +329,9 @@ pub async fn start(config: SourceConfig, cancel: CancellationToken) -> Result<So
         task,
     })
 }
+
+/// The shortest idle timeout: longer than a statistics interval plus a fetch wait.
+pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Messages per chunk handed from the poll thread to the batcher, at most.
 const CHUNK_MESSAGES: usize = 1024;

@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, TopicPartitionList};
+use tokio::sync::mpsc::WeakSender;
 use tokio_util::sync::CancellationToken;
 
-use kpiflow_types::Stream;
+use kpiflow_types::{SourceBatch, Stream};
 
 use super::SourceStats;
-use super::context::{self, Rebalanced, SourceContext};
+use super::context::{Rebalanced, SourceContext};
 use crate::decode::RawMessage;
 
 /// Longest wait in `poll` when there is nothing to hand over; bounds how
@@ -35,13 +36,19 @@ const BLOCKED_WAIT: Duration = Duration::from_millis(5);
 const CHUNK_LINGER: Duration = Duration::from_millis(5);
 /// Between two tries to hand a chunk to a busy batcher.
 const HAND_OVER_WAIT: Duration = Duration::from_micros(50);
+/// Longest wait for a busy batcher before pausing instead.
+const HAND_OVER_PATIENCE: Duration = Duration::from_millis(100);
 /// Bytes of payload and key per chunk, at most (beyond one message).
 const CHUNK_BYTES: usize = 1 << 20;
 
 /// Copies of consecutive messages of one stream, in one buffer.
 pub(super) struct Chunk {
     pub stream: Stream,
+    /// The revocation epoch when the chunk was started: its records of a
+    /// partition revoked later are no longer this member's to deliver.
+    pub epoch: u64,
     bytes: Vec<u8>,
+    payload_bytes: usize,
     messages: Vec<Meta>,
     first: Instant,
     /// When the last message was received.
@@ -57,10 +64,12 @@ struct Meta {
 }
 
 impl Chunk {
-    fn new(stream: Stream, capacity: usize, now: Instant) -> Chunk {
+    fn new(stream: Stream, epoch: u64, capacity: usize, now: Instant) -> Chunk {
         Chunk {
             stream,
+            epoch,
             bytes: Vec::with_capacity(capacity * 256),
+            payload_bytes: 0,
             messages: Vec::with_capacity(capacity),
             first: now,
             received: now,
@@ -77,6 +86,7 @@ impl Chunk {
         };
         let key = copy(m.key());
         let payload = copy(m.payload());
+        self.payload_bytes += payload.as_ref().map_or(0, Range::len);
         self.messages.push(Meta {
             partition: m.partition(),
             offset: m.offset(),
@@ -91,9 +101,14 @@ impl Chunk {
         self.messages.len()
     }
 
-    /// Payload and key bytes in the chunk.
-    pub fn bytes(&self) -> usize {
+    /// Payload and key bytes in the chunk (for its size bound).
+    fn bytes(&self) -> usize {
         self.bytes.len()
+    }
+
+    /// Payload bytes in the chunk.
+    pub fn payload_bytes(&self) -> usize {
+        self.payload_bytes
     }
 
     /// The messages, as the decoder takes them.
@@ -108,11 +123,12 @@ impl Chunk {
     }
 }
 
-/// What the poll thread tells the batcher, in order.
+/// What the poll thread tells the batcher, in order. Revocations go by the
+/// context's epoch instead, so the batcher sees them before the chunks
+/// queued ahead of them.
 pub(super) enum Input {
     Chunk(Chunk),
     Assigned(Vec<(Stream, i32)>),
-    Revoked(Vec<(Stream, i32)>),
 }
 
 pub(super) struct Poller {
@@ -120,6 +136,8 @@ pub(super) struct Poller {
     pub streams: Vec<Stream>,
     pub chunk_messages: usize,
     pub tx: SyncSender<Input>,
+    /// The batch channel, to resume only once it has room again.
+    pub batches: WeakSender<SourceBatch>,
     pub stats: Arc<SourceStats>,
     pub cancel: CancellationToken,
     /// Chunk being filled, per stream (same order as `streams`).
@@ -131,6 +149,10 @@ pub(super) struct Poller {
     /// Messages taken since the clock was last read.
     pub unclocked: u32,
     pub now: Instant,
+    /// Partitions (stream index, partition) with a record taken since their
+    /// assignment, and the last one a record came from.
+    pub taken: HashSet<(usize, i32)>,
+    pub last_taken: Option<(usize, i32)>,
 }
 
 /// librdkafka retries transient errors itself; report and go on.
@@ -150,7 +172,7 @@ impl Poller {
             let blocked = !self.outbox.is_empty();
             if blocked {
                 self.pause();
-            } else {
+            } else if self.paused.is_some() && self.room_downstream() {
                 self.resume();
             }
             let holding = self.chunks.iter().any(Option::is_some);
@@ -177,9 +199,12 @@ impl Poller {
 
     /// Sends queued inputs while the batcher takes them; false once it is
     /// gone. While the batcher is busy decoding this waits for it (librdkafka
-    /// keeps prefetching within `queued.max.messages.kbytes`); only when it
-    /// waits for room downstream do inputs stay queued, and the caller pauses.
+    /// keeps prefetching within `queued.max.messages.kbytes`); when it waits
+    /// for room downstream, or is busy for longer than [`HAND_OVER_PATIENCE`]
+    /// (a slow dead-letter topic), inputs stay queued and the caller pauses,
+    /// so rebalances are served and `max.poll.interval.ms` is never exceeded.
     fn hand_over(&mut self) -> bool {
+        let since = Instant::now();
         while let Some(input) = self.outbox.pop_front() {
             let mut input = input;
             loop {
@@ -189,6 +214,7 @@ impl Poller {
                     Err(TrySendError::Full(back)) => {
                         if self.stats.downstream_full.load(Ordering::Relaxed)
                             || self.cancel.is_cancelled()
+                            || since.elapsed() >= HAND_OVER_PATIENCE
                         {
                             self.outbox.push_front(back);
                             return true;
@@ -224,8 +250,17 @@ impl Poller {
             }
             paused.add_partition(topic, m.partition());
         }
+        if self.last_taken != Some((i, m.partition())) {
+            self.last_taken = Some((i, m.partition()));
+            if self.taken.insert((i, m.partition())) {
+                self.consumer.context().taken(topic, m.partition());
+            }
+        }
         let (stream, capacity, now) = (self.streams[i], self.chunk_messages, self.now);
-        let chunk = self.chunks[i].get_or_insert_with(|| Chunk::new(stream, capacity, now));
+        let context = self.consumer.context();
+        let chunk = self.chunks[i].get_or_insert_with(|| {
+            Chunk::new(stream, context.epoch.load(Ordering::SeqCst), capacity, now)
+        });
         chunk.push(m);
         chunk.received = now;
         if chunk.len() >= self.chunk_messages || chunk.bytes() >= CHUNK_BYTES {
@@ -256,9 +291,14 @@ impl Poller {
             match event {
                 Rebalanced::Assigned(list) => self.outbox.push_back(Input::Assigned(streams(list))),
                 Rebalanced::Revoked(list) => {
-                    // Chunks go first, so the batcher drops their revoked rows too.
+                    // Later chunks start in the new epoch.
                     self.flush(|_| true);
-                    self.outbox.push_back(Input::Revoked(streams(list)));
+                    for (stream, partition) in streams(list) {
+                        if let Some(i) = self.streams.iter().position(|s| *s == stream) {
+                            self.taken.remove(&(i, partition));
+                        }
+                    }
+                    self.last_taken = None;
                 }
             }
         }
@@ -278,26 +318,32 @@ impl Poller {
         metrics::counter!("kpiflow_ingest_pauses_total").increment(1);
     }
 
-    /// Resumes the paused partitions still assigned (revoked ones are no
-    /// longer ours to resume).
+    /// Whether the batch channel is at most half full (resuming at the first
+    /// free slot would pause again at once, each time dropping librdkafka's
+    /// prefetch).
+    fn room_downstream(&self) -> bool {
+        !self.stats.downstream_full.load(Ordering::Relaxed)
+            && self
+                .batches
+                .upgrade()
+                .is_none_or(|tx| tx.capacity() * 2 >= tx.max_capacity())
+    }
+
+    /// Resumes every partition paused, revoked ones included: librdkafka
+    /// keeps an application pause on the partition, so one revoked while
+    /// paused and assigned again later would otherwise never be fetched.
     fn resume(&mut self) {
         let Some(paused) = self.paused.take() else {
             return;
         };
-        let assigned: HashSet<(String, i32)> = self
-            .consumer
-            .assignment()
-            .map(|tpl| context::pairs(&tpl).into_iter().collect())
-            .unwrap_or_default();
-        let mut resume = TopicPartitionList::new();
-        for e in paused.elements() {
-            if assigned.contains(&(e.topic().to_owned(), e.partition())) {
-                resume.add_partition(e.topic(), e.partition());
-            }
-        }
-        if let Err(e) = self.consumer.resume(&resume) {
+        if let Err(e) = self.consumer.resume(&paused) {
             tracing::warn!(error = %e, "cannot resume partitions");
         }
+        *self
+            .stats
+            .resumed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         self.stats.paused.store(false, Ordering::Relaxed);
     }
 }
