@@ -214,10 +214,11 @@ impl Batcher {
             let ours = match run {
                 Some((p, ours)) if p == m.partition => ours,
                 _ => {
-                    let ours = self
-                        .revoked_at
-                        .get(&(stream, m.partition))
-                        .is_none_or(|&e| e <= chunk.epoch);
+                    let ours = self.revoked_at.is_empty()
+                        || self
+                            .revoked_at
+                            .get(&(stream, m.partition))
+                            .is_none_or(|&e| e <= chunk.epoch);
                     run = Some((m.partition, ours));
                     ours
                 }

@@ -165,8 +165,15 @@ impl Poller {
     /// Polls until cancelled or the batcher is gone.
     pub fn run(mut self) {
         let consumer = self.consumer.clone();
+        // Per message, only what must be: the cancellation token takes a lock,
+        // so it is checked every 64 messages and whenever librdkafka is idle.
+        let mut messages = 0u32;
+        let mut check = true;
         loop {
-            if self.cancel.is_cancelled() || !self.hand_over() {
+            if check && self.cancel.is_cancelled() {
+                break;
+            }
+            if !self.outbox.is_empty() && !self.hand_over() {
                 break;
             }
             let blocked = !self.outbox.is_empty();
@@ -183,16 +190,25 @@ impl Poller {
             } else {
                 POLL_WAIT
             };
-            match consumer.poll(wait) {
-                Some(Ok(m)) => self.take(&m),
-                Some(Err(e)) => consumer_error(&e),
-                // librdkafka has nothing queued: hand over what we hold.
+            check = match consumer.poll(wait) {
+                Some(Ok(m)) => {
+                    self.take(&m);
+                    messages = messages.wrapping_add(1);
+                    messages.is_multiple_of(64)
+                }
+                Some(Err(e)) => {
+                    consumer_error(&e);
+                    true
+                }
+                // librdkafka has nothing queued, or served a rebalance (`poll`
+                // returns then): hand over what we hold.
                 None => {
                     self.now = Instant::now();
                     self.flush(|_| true);
+                    self.apply_rebalances();
+                    true
                 }
-            }
-            self.apply_rebalances();
+            };
         }
         self.consumer.unsubscribe();
     }
@@ -204,7 +220,8 @@ impl Poller {
     /// (a slow dead-letter topic), inputs stay queued and the caller pauses,
     /// so rebalances are served and `max.poll.interval.ms` is never exceeded.
     fn hand_over(&mut self) -> bool {
-        let since = Instant::now();
+        // Read the clock only once the batcher is found busy.
+        let mut since: Option<Instant> = None;
         while let Some(input) = self.outbox.pop_front() {
             let mut input = input;
             loop {
@@ -214,7 +231,8 @@ impl Poller {
                     Err(TrySendError::Full(back)) => {
                         if self.stats.downstream_full.load(Ordering::Relaxed)
                             || self.cancel.is_cancelled()
-                            || since.elapsed() >= HAND_OVER_PATIENCE
+                            || since.get_or_insert_with(Instant::now).elapsed()
+                                >= HAND_OVER_PATIENCE
                         {
                             self.outbox.push_front(back);
                             return true;
@@ -233,9 +251,9 @@ impl Poller {
         let Some(i) = self.streams.iter().position(|s| s.name() == topic) else {
             return;
         };
-        self.stats.records.fetch_add(1, Ordering::Relaxed);
         self.unclocked += 1;
-        if self.unclocked >= 32 {
+        let clocked = self.unclocked >= 32;
+        if clocked {
             self.now = Instant::now();
             self.unclocked = 0;
         }
@@ -265,20 +283,30 @@ impl Poller {
         chunk.received = now;
         if chunk.len() >= self.chunk_messages || chunk.bytes() >= CHUNK_BYTES {
             let full = self.chunks[i].take().expect("just filled");
-            self.outbox.push_back(Input::Chunk(full));
+            self.queue(full);
         }
-        let now = self.now;
-        self.flush(|c| now.duration_since(c.first) >= CHUNK_LINGER);
+        if clocked {
+            let now = self.now;
+            self.flush(|c| now.duration_since(c.first) >= CHUNK_LINGER);
+        }
     }
 
     /// Queues the chunks that `due` picks for the batcher.
     fn flush(&mut self, due: impl Fn(&Chunk) -> bool) {
-        for slot in &mut self.chunks {
-            if slot.as_ref().is_some_and(&due) {
-                let chunk = slot.take().expect("checked");
-                self.outbox.push_back(Input::Chunk(chunk));
+        for i in 0..self.chunks.len() {
+            if self.chunks[i].as_ref().is_some_and(&due) {
+                let chunk = self.chunks[i].take().expect("checked");
+                self.queue(chunk);
             }
         }
+    }
+
+    /// Queues a chunk for the batcher; its records count as received.
+    fn queue(&mut self, chunk: Chunk) {
+        self.stats
+            .records
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        self.outbox.push_back(Input::Chunk(chunk));
     }
 
     fn apply_rebalances(&mut self) {
