@@ -35,7 +35,7 @@ const BLOCKED_WAIT: Duration = Duration::from_millis(5);
 /// A chunk goes to the batcher at the latest this long after its first message.
 const CHUNK_LINGER: Duration = Duration::from_millis(5);
 /// Between two tries to hand a chunk to a busy batcher.
-const HAND_OVER_WAIT: Duration = Duration::from_micros(50);
+const HAND_OVER_WAIT: Duration = Duration::from_micros(250);
 /// Longest wait for a busy batcher before pausing instead.
 const HAND_OVER_PATIENCE: Duration = Duration::from_millis(100);
 /// Bytes of payload and key per chunk, at most (beyond one message).
