@@ -60,6 +60,15 @@ fn is_idle(
     !paused && caught_up && now.saturating_duration_since(quiet_since) >= timeout
 }
 
+/// Consecutive messages of one partition in a chunk.
+struct Run {
+    partition: i32,
+    /// Not revoked since the chunk was started.
+    ours: bool,
+    /// The last offset taken into the decoder.
+    last_offset: Option<i64>,
+}
+
 /// Why the batcher stopped sending.
 pub(super) enum Stopped {
     Cancelled,
@@ -205,54 +214,35 @@ impl Batcher {
         let unreported = self.unreported.entry(stream).or_default();
         unreported.0 += chunk.len() as u64;
         unreported.1 += chunk.payload_bytes() as u64;
-        let mut last: Option<(i32, i64)> = None;
-        // The partition of the current run of messages, and whether it is still ours.
-        let mut run: Option<(i32, bool)> = None;
+        // Consecutive messages mostly share a partition: one lookup per run.
+        let mut run: Option<Run> = None;
         let mut dropped = 0u64;
         for m in chunk.messages() {
-            // Consecutive messages mostly share a partition: one lookup per run.
-            let ours = match run {
-                Some((p, ours)) if p == m.partition => ours,
-                _ => {
-                    let ours = self.revoked_at.is_empty()
-                        || self
-                            .revoked_at
-                            .get(&(stream, m.partition))
-                            .is_none_or(|&e| e <= chunk.epoch);
-                    run = Some((m.partition, ours));
-                    ours
-                }
-            };
-            if !ours {
+            if run.as_ref().is_none_or(|r| r.partition != m.partition) {
+                self.end_run(stream, run.take(), chunk.received);
+                run = Some(Run {
+                    partition: m.partition,
+                    ours: self.still_ours(stream, m.partition, chunk.epoch),
+                    last_offset: None,
+                });
+            }
+            let current = run.as_mut().expect("a run was just started");
+            if !current.ours {
                 dropped += 1;
                 continue;
             }
-            match &mut last {
-                Some((p, o)) if *p == m.partition => *o = m.offset,
-                _ => {
-                    if let Some((p, o)) = last {
-                        self.seen(stream, p, o, chunk.received);
-                    }
-                    last = Some((m.partition, m.offset));
-                }
-            }
+            current.last_offset = Some(m.offset);
             if let Err(dead) = self.decoder(stream).push(&m) {
                 self.dead_letter(*dead)?;
             }
             if self.decoder(stream).is_full() {
-                if let Some((p, o)) = last {
-                    self.seen(stream, p, o, chunk.received);
-                }
+                self.end_run(stream, run.take(), chunk.received);
                 self.note_held();
+                // The emit may apply a revocation: the next message starts a new run.
                 self.emit(stream)?;
-                // The emit may have applied a revocation: look the partition up again.
-                run = None;
-                last = None;
             }
         }
-        if let Some((p, o)) = last {
-            self.seen(stream, p, o, chunk.received);
-        }
+        self.end_run(stream, run, chunk.received);
         if !self.decoder(stream).is_empty() {
             self.oldest[stream as usize].get_or_insert(chunk.received);
         }
@@ -263,6 +253,28 @@ impl Batcher {
         }
         self.note_held();
         Ok(())
+    }
+
+    /// Whether records of `partition` from a chunk started in `epoch` are
+    /// still this member's (the partition was not revoked since).
+    fn still_ours(&self, stream: Stream, partition: i32, epoch: u64) -> bool {
+        self.revoked_at.is_empty()
+            || self
+                .revoked_at
+                .get(&(stream, partition))
+                .is_none_or(|&e| e <= epoch)
+    }
+
+    /// Records the progress of a finished run of one partition's messages.
+    fn end_run(&mut self, stream: Stream, run: Option<Run>, at: Instant) {
+        if let Some(Run {
+            partition,
+            last_offset: Some(offset),
+            ..
+        }) = run
+        {
+            self.seen(stream, partition, offset, at);
+        }
     }
 
     fn decoder(&mut self, stream: Stream) -> &mut TopicDecoder {

@@ -277,22 +277,14 @@ pub async fn start(config: SourceConfig, cancel: CancellationToken) -> Result<So
     // The poll thread stops when the source is cancelled or the batcher is done.
     let stop = cancel.child_token();
     let (input_tx, input_rx) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
-    let poller = Poller {
-        consumer: consumer.clone(),
-        streams: config.streams.clone(),
+    let poller = Poller::new(
+        consumer.clone(),
+        config.streams.clone(),
         chunk_messages,
-        tx: input_tx,
-        batches: batch_tx.downgrade(),
-        stats: stats.clone(),
-        cancel: stop.clone(),
-        chunks: config.streams.iter().map(|_| None).collect(),
-        outbox: Default::default(),
-        paused: None,
-        unclocked: 0,
-        now: Instant::now(),
-        taken: Default::default(),
-        last_taken: None,
-    };
+        (input_tx, batch_tx.downgrade()),
+        stats.clone(),
+        stop.clone(),
+    );
     let batcher = Batcher::new(config, consumer, stats, (batch_tx, dead_tx), dlq, cancel);
     let (done_tx, done) = oneshot::channel();
     let threads = std::thread::Builder::new()

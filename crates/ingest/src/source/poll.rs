@@ -132,27 +132,27 @@ pub(super) enum Input {
 }
 
 pub(super) struct Poller {
-    pub consumer: Arc<BaseConsumer<SourceContext>>,
-    pub streams: Vec<Stream>,
-    pub chunk_messages: usize,
-    pub tx: SyncSender<Input>,
+    consumer: Arc<BaseConsumer<SourceContext>>,
+    streams: Vec<Stream>,
+    chunk_messages: usize,
+    tx: SyncSender<Input>,
     /// The batch channel, to resume only once it has room again.
-    pub batches: WeakSender<SourceBatch>,
-    pub stats: Arc<SourceStats>,
-    pub cancel: CancellationToken,
+    batches: WeakSender<SourceBatch>,
+    stats: Arc<SourceStats>,
+    cancel: CancellationToken,
     /// Chunk being filled, per stream (same order as `streams`).
-    pub chunks: Vec<Option<Chunk>>,
+    chunks: Vec<Option<Chunk>>,
     /// Inputs the batcher has not taken yet, oldest first.
-    pub outbox: VecDeque<Input>,
+    outbox: VecDeque<Input>,
     /// The partitions paused because the batcher is full.
-    pub paused: Option<TopicPartitionList>,
+    paused: Option<TopicPartitionList>,
     /// Messages taken since the clock was last read.
-    pub unclocked: u32,
-    pub now: Instant,
+    unclocked: u32,
+    now: Instant,
     /// Partitions (stream index, partition) with a record taken since their
     /// assignment, and the last one a record came from.
-    pub taken: HashSet<(usize, i32)>,
-    pub last_taken: Option<(usize, i32)>,
+    taken: HashSet<(usize, i32)>,
+    last_taken: Option<(usize, i32)>,
 }
 
 /// librdkafka retries transient errors itself; report and go on.
@@ -162,6 +162,34 @@ fn consumer_error(e: &rdkafka::error::KafkaError) {
 }
 
 impl Poller {
+    /// A poll thread for `streams`, handing chunks of up to `chunk_messages`
+    /// to `outputs.0` and watching the batch channel `outputs.1` for room.
+    pub fn new(
+        consumer: Arc<BaseConsumer<SourceContext>>,
+        streams: Vec<Stream>,
+        chunk_messages: usize,
+        outputs: (SyncSender<Input>, WeakSender<SourceBatch>),
+        stats: Arc<SourceStats>,
+        cancel: CancellationToken,
+    ) -> Poller {
+        Poller {
+            consumer,
+            chunks: streams.iter().map(|_| None).collect(),
+            streams,
+            chunk_messages,
+            tx: outputs.0,
+            batches: outputs.1,
+            stats,
+            cancel,
+            outbox: VecDeque::new(),
+            paused: None,
+            unclocked: 0,
+            now: Instant::now(),
+            taken: HashSet::new(),
+            last_taken: None,
+        }
+    }
+
     /// Polls until cancelled or the batcher is gone.
     pub fn run(mut self) {
         let consumer = self.consumer.clone();
