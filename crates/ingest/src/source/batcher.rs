@@ -96,6 +96,8 @@ pub(super) struct Batcher {
     epoch_seen: u64,
     /// The epoch each partition was last revoked in.
     revoked_at: HashMap<(Stream, i32), u64>,
+    /// Dead letters not sent yet, in order.
+    dead: Vec<DeadLetter>,
 }
 
 impl Batcher {
@@ -128,20 +130,24 @@ impl Batcher {
             cancel,
             epoch_seen: 0,
             revoked_at: HashMap::new(),
+            dead: Vec::new(),
         }
     }
 
     /// Takes the poll thread's inputs until cancelled, until the batch
     /// receiver is dropped, or until the poll thread is gone.
     pub fn run(mut self, inputs: Receiver<Input>) {
-        let tick = self.config.linger.min(Duration::from_millis(50));
+        // Heartbeats are due every half idle timeout at the most often (at
+        // least 500 ms): checking for them every 50 ms is close enough. A
+        // stream's held rows go out when their linger ends, to the wake-up.
+        let tick = Duration::from_millis(50);
         let mut next_tick = Instant::now() + tick;
         loop {
             if self.cancel.is_cancelled() {
                 return;
             }
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            let input = inputs.recv_timeout(wait);
+            let wake = self.linger_ends().map_or(next_tick, |t| t.min(next_tick));
+            let input = inputs.recv_timeout(wake.saturating_duration_since(Instant::now()));
             // Revocations first: they may be newer than the input.
             self.apply_revocations();
             let step = match input {
@@ -159,13 +165,26 @@ impl Batcher {
             if step.is_err() {
                 return;
             }
-            if Instant::now() >= next_tick {
-                if self.on_tick().is_err() {
+            let now = Instant::now();
+            if self.emit_lingered(now).is_err() {
+                return;
+            }
+            if now >= next_tick {
+                if self.heartbeats(now).is_err() {
                     return;
                 }
-                next_tick = Instant::now() + tick;
+                next_tick = now + tick;
             }
         }
+    }
+
+    /// When the first stream's held rows have waited their linger.
+    fn linger_ends(&self) -> Option<Instant> {
+        self.oldest
+            .iter()
+            .flatten()
+            .min()
+            .map(|t| *t + self.config.linger)
     }
 
     /// Drops the held rows and progress of partitions revoked since the last
@@ -205,6 +224,17 @@ impl Batcher {
                 *oldest = None;
             }
         }
+        // Dead letters held are dropped with the rows: the next owner reads
+        // those records again from the last committed offset.
+        let before = self.dead.len();
+        self.dead.retain(|d| {
+            !d.topic
+                .parse::<Stream>()
+                .is_ok_and(|s| revoked.contains(&(s, d.partition)))
+        });
+        self.stats
+            .revoked_records
+            .fetch_add((before - self.dead.len()) as u64, Ordering::Relaxed);
         self.parts.retain(|key, _| !revoked.contains(key));
         tracing::info!(partitions = revoked.len(), "partitions revoked");
     }
@@ -300,18 +330,19 @@ impl Batcher {
             .fetch_max(held as u64, Ordering::Relaxed);
     }
 
-    fn on_tick(&mut self) -> Result<(), Stopped> {
-        let now = Instant::now();
-        let due: Vec<Stream> = Stream::ALL
-            .into_iter()
-            .filter(|s| {
-                self.oldest[*s as usize]
-                    .is_some_and(|t| now.duration_since(t) >= self.config.linger)
-            })
-            .collect();
-        for stream in due {
-            self.emit(stream)?;
+    /// Emits the streams whose held rows have waited their linger.
+    fn emit_lingered(&mut self, now: Instant) -> Result<(), Stopped> {
+        for stream in Stream::ALL {
+            if self.oldest[stream as usize]
+                .is_some_and(|t| now.duration_since(t) >= self.config.linger)
+            {
+                self.emit(stream)?;
+            }
         }
+        Ok(())
+    }
+
+    fn heartbeats(&mut self, now: Instant) -> Result<(), Stopped> {
         // Progress-only batches keep watermarks moving while nothing arrives.
         let heartbeat = self.config.idle_timeout.min(Duration::from_secs(1)) / 2;
         let streams: Vec<Stream> = self.config.streams.clone();
@@ -346,6 +377,7 @@ impl Batcher {
         for d in dead {
             self.dead_letter(d)?;
         }
+        self.send_dead_letters()?;
         let rows = batch.unwrap_or_else(|| RecordBatch::new_empty(stream.source_schema()));
         self.track_event_times(stream, &rows);
         let partitions = self.progress(stream);
@@ -440,6 +472,8 @@ impl Batcher {
         list
     }
 
+    /// Holds a dead letter until the next batch goes out (see
+    /// [`Batcher::send_dead_letters`]).
     fn dead_letter(&mut self, dead: DeadLetter) -> Result<(), Stopped> {
         metrics::counter!(
             "kpiflow_ingest_dead_letters_total",
@@ -447,52 +481,45 @@ impl Batcher {
             "reason" => dead.kind.name()
         )
         .increment(1);
+        self.dead.push(dead);
+        if self.dead.len() >= self.config.max_batch_rows {
+            self.send_dead_letters()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the dead letters held, before any batch whose progress covers
+    /// their offsets. Together rather than one by one: each send to an idle
+    /// receiver wakes its thread, and the dead-letter topic's deliveries are
+    /// awaited at once instead of one round trip each.
+    fn send_dead_letters(&mut self) -> Result<(), Stopped> {
+        if self.dead.is_empty() {
+            return Ok(());
+        }
+        let dead = std::mem::take(&mut self.dead);
         if let Some(producer) = &self.dlq {
-            let topic = format!("{}.dlq", dead.topic);
-            let partition = dead.partition.to_string();
-            let offset = dead.offset.to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "kpiflow.reason",
-                    value: Some(dead.reason.as_str()),
-                })
-                .insert(Header {
-                    key: "kpiflow.kind",
-                    value: Some(dead.kind.name()),
-                })
-                .insert(Header {
-                    key: "kpiflow.partition",
-                    value: Some(partition.as_str()),
-                })
-                .insert(Header {
-                    key: "kpiflow.offset",
-                    value: Some(offset.as_str()),
-                });
-            let mut record = FutureRecord::<[u8], [u8]>::to(&topic).headers(headers);
-            if let Some(key) = &dead.key {
-                record = record.key(key);
-            }
-            if let Some(payload) = &dead.payload {
-                record = record.payload(payload);
-            }
-            let sent = self.runtime.block_on(async {
+            let deliveries =
+                futures::future::join_all(dead.iter().map(|d| produce_dead(producer, d)));
+            let failed = self.runtime.block_on(async {
                 tokio::select! {
-                    sent = producer.send(record, Duration::from_secs(5)) => Some(sent),
+                    sent = deliveries => Some(sent.into_iter().filter(|ok| !ok).count()),
                     _ = self.cancel.cancelled() => None,
                 }
             });
-            match sent {
+            match failed {
                 None => return Err(Stopped::Cancelled),
-                Some(Err((e, _))) => {
-                    tracing::error!(%topic, error = %e, "cannot produce a dead letter to its topic");
-                    metrics::counter!("kpiflow_ingest_dlq_failures_total").increment(1);
+                Some(0) => {}
+                Some(n) => {
+                    metrics::counter!("kpiflow_ingest_dlq_failures_total").increment(n as u64)
                 }
-                Some(Ok(_)) => {}
             }
         }
+        let n = dead.len() as u64;
         let tx = self.dead_tx.clone();
-        self.send(&tx, dead)?;
-        self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+        for d in dead {
+            self.send(&tx, d)?;
+        }
+        self.stats.dead_letters.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 
@@ -519,6 +546,45 @@ impl Batcher {
         });
         self.stats.downstream_full.store(false, Ordering::Relaxed);
         sent
+    }
+}
+
+/// Produces `dead` to its topic's `<topic>.dlq` with its reason, kind,
+/// partition and offset as headers; false (and logged) when that failed.
+async fn produce_dead(producer: &FutureProducer, dead: &DeadLetter) -> bool {
+    let topic = format!("{}.dlq", dead.topic);
+    let partition = dead.partition.to_string();
+    let offset = dead.offset.to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "kpiflow.reason",
+            value: Some(dead.reason.as_str()),
+        })
+        .insert(Header {
+            key: "kpiflow.kind",
+            value: Some(dead.kind.name()),
+        })
+        .insert(Header {
+            key: "kpiflow.partition",
+            value: Some(partition.as_str()),
+        })
+        .insert(Header {
+            key: "kpiflow.offset",
+            value: Some(offset.as_str()),
+        });
+    let mut record = FutureRecord::<[u8], [u8]>::to(&topic).headers(headers);
+    if let Some(key) = &dead.key {
+        record = record.key(key);
+    }
+    if let Some(payload) = &dead.payload {
+        record = record.payload(payload);
+    }
+    match producer.send(record, Duration::from_secs(5)).await {
+        Ok(_) => true,
+        Err((e, _)) => {
+            tracing::error!(%topic, error = %e, "cannot produce a dead letter to its topic");
+            false
+        }
     }
 }
 
