@@ -6,17 +6,19 @@
 //! cluster; set `KPIFLOW_BENCH_BROKERS=host:port` to use another broker
 //! (its stream topics must be empty or absent; they are created, and a fence
 //! record per partition follows the data — see `fence`).
-//! `KPIFLOW_BENCH_RECORDS` (default 100000), `KPIFLOW_BENCH_PARTITIONS` per
-//! topic (default 8; on the mock cluster records are spread round-robin, and
+//! `KPIFLOW_BENCH_RECORDS` (default 400000), `KPIFLOW_BENCH_PARTITIONS` per
+//! topic (default 16; on the mock cluster records are spread round-robin, and
 //! it keeps at most 5 MB per partition: 400000 records need 16) and
-//! `KPIFLOW_BENCH_RUNS` (5). More partitions make librdkafka itself slower
-//! per record, which hides the source's own cost: 8 is the harder setting.
+//! `KPIFLOW_BENCH_RUNS` (5). A run lasts ~0.4 s: with 100000 records (~0.1 s)
+//! the source's fixed start and tail (its first fetch, the last batch's
+//! linger) weighed 5–10 % and invocations swung by ±0.1; 8 partitions and
+//! 100000 records remain a harder setting to try.
 //! `KPIFLOW_BENCH_MALFORMED` (0.01) is the fraction of malformed records.
 //! The source runs with a 5 ms linger (`KPIFLOW_BENCH_LINGER_MS`, default
-//! 50 ms in production): a run lasts ~100 ms, and with 50 ms the last partial
-//! batch of each stream would wait up to 100 ms (linger + tick) after its
-//! last record — a fixed delay, not a throughput cost. A shorter linger only
-//! makes batches smaller, i.e. more work per record.
+//! 50 ms in production): with 50 ms the last partial batch of each stream
+//! would wait up to 50 ms after its last record — a fixed delay, not a
+//! throughput cost. A shorter linger only makes batches smaller, i.e. more
+//! work per record.
 //! `KPIFLOW_BENCH_SOURCE_PROPERTY=key=value,key=value` adds librdkafka properties.
 
 use std::time::{Duration, Instant};
@@ -30,9 +32,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-/// Partitions per topic: `KPIFLOW_BENCH_PARTITIONS`, default 8.
+/// Partitions per topic: `KPIFLOW_BENCH_PARTITIONS`, default 16.
 fn partitions() -> i32 {
-    env_number("KPIFLOW_BENCH_PARTITIONS", 8) as i32
+    env_number("KPIFLOW_BENCH_PARTITIONS", 16) as i32
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -250,7 +252,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let n = env_number("KPIFLOW_BENCH_RECORDS", 100_000);
+    let n = env_number("KPIFLOW_BENCH_RECORDS", 400_000);
     let runs = env_number("KPIFLOW_BENCH_RUNS", 5) as usize;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let embedded;
