@@ -273,7 +273,9 @@ impl Batcher {
             }
         }
         self.end_run(stream, run, chunk.received);
-        if !self.decoder(stream).is_empty() {
+        // Held dead letters wait for a batch: the linger bounds that wait
+        // even when no row of the stream came with them.
+        if !self.decoder(stream).is_empty() || !self.dead.is_empty() {
             self.oldest[stream as usize].get_or_insert(chunk.received);
         }
         if dropped > 0 {
