@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
 use kpiflow_ingest::embedded::EmbeddedKafka;
 use kpiflow_ingest::produce::{Limit, ProduceOptions, Progress, produce};
 use kpiflow_ingest::simulator::{Scenario, SimConfig};
@@ -132,18 +132,33 @@ fn high_watermarks(kafka: &EmbeddedKafka, partitions: i32) -> BTreeMap<(Stream, 
     highs
 }
 
-/// Reads until `records` records arrived and every partition was reported
+/// What a source delivered so far.
+#[derive(Default)]
+struct Delivered {
+    /// Rows and dead letters.
+    records: u64,
+    /// The largest event time among the rows, per partition.
+    max_event_time: BTreeMap<(Stream, i32), i64>,
+}
+
+/// Reads until `until` records arrived and every partition was reported
 /// idle after that; checks that no partition is ever reported idle while
 /// records of it are still to come. A batch made before the latest records
 /// were written may still say idle at the partition's `previous` end, until
-/// a record past that end arrives. Returns the partitions seen not idle.
+/// a record past that end arrives. Also checks each partition's reported
+/// largest event time against the rows delivered so far. Returns the
+/// partitions seen not idle.
 async fn read_until_idle(
     source: &mut Source,
     highs: &BTreeMap<(Stream, i32), i64>,
     previous: Option<&BTreeMap<(Stream, i32), i64>>,
-    records: &mut u64,
+    delivered_so_far: &mut Delivered,
     until: u64,
 ) -> BTreeSet<(Stream, i32)> {
+    let Delivered {
+        records,
+        max_event_time,
+    } = delivered_so_far;
     let mut busy = BTreeSet::new();
     let mut idle = BTreeSet::new();
     // Partitions with a record past their previous end delivered.
@@ -160,11 +175,19 @@ async fn read_until_idle(
                 *records += batch.rows.num_rows() as u64;
                 let partitions = batch.rows.column_by_name(PARTITION_COLUMN).unwrap().as_primitive::<Int32Type>();
                 let offsets = batch.rows.column_by_name(OFFSET_COLUMN).unwrap().as_primitive::<Int64Type>();
-                for (p, o) in partitions.values().iter().zip(offsets.values()) {
+                let times = batch.rows.column(0).as_primitive::<TimestampMillisecondType>();
+                for ((p, o), t) in partitions.values().iter().zip(offsets.values()).zip(times.values()) {
                     delivered((batch.stream, *p), *o, &mut moved);
+                    let max = max_event_time.entry((batch.stream, *p)).or_insert(*t);
+                    *max = (*max).max(*t);
                 }
                 for p in &batch.partitions {
                     let key = (batch.stream, p.partition);
+                    assert_eq!(
+                        p.max_event_time_ms,
+                        max_event_time.get(&key).copied(),
+                        "{key:?}: largest event time reported vs delivered"
+                    );
                     if p.idle {
                         let stale = previous
                             .filter(|_| !moved.contains(&key))
@@ -207,7 +230,7 @@ async fn partitions_are_idle_only_when_caught_up_and_quiet() {
     config.idle_timeout = Duration::from_secs(1);
     let cancel = CancellationToken::new();
     let mut source = start(config, cancel.clone()).await.expect("source starts");
-    let mut records = 0;
+    let mut records = Delivered::default();
     let busy = read_until_idle(&mut source, &highs, None, &mut records, 4_000).await;
     assert_eq!(
         busy.len(),
@@ -246,7 +269,7 @@ async fn after_a_stall_nothing_is_idle_before_it_is_caught_up_again() {
     config.max_batch_rows = 200;
     let cancel = CancellationToken::new();
     let mut source = start(config, cancel.clone()).await.expect("source starts");
-    let mut records = 0;
+    let mut records = Delivered::default();
     read_until_idle(&mut source, &highs, None, &mut records, 2_000).await;
 
     // Nobody reads: records written now make the source pause, and those

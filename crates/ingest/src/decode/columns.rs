@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::OffsetBufferBuilder;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{ArrayRef, ArrowPrimitiveType, BooleanArray, PrimitiveArray, StringArray};
+use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, TimeUnit};
 
 /// What a field's values are, as the decoder reads them.
@@ -154,7 +154,6 @@ impl Column {
 
     /// The column as an Arrow array, leaving it empty with room for `capacity` rows.
     pub fn finish(&mut self, capacity: usize) -> ArrayRef {
-        // arrow-buffer's types are reached by inference: it is not a direct dependency.
         let valid = self
             .valid
             .as_mut()
@@ -175,15 +174,14 @@ impl Column {
         }
         match &mut self.values {
             Values::Utf8 { offsets, bytes } => {
-                let mut builder = OffsetBufferBuilder::new(offsets.len() - 1);
-                for pair in offsets.windows(2) {
-                    builder.push_length((pair[1] - pair[0]) as usize);
-                }
-                offsets.truncate(1);
+                let mut fresh = Vec::with_capacity(capacity + 1);
+                fresh.push(0);
+                // The offsets as they are: they start at 0 and never decrease.
+                let offsets = OffsetBuffer::new(std::mem::replace(offsets, fresh).into());
                 let used = bytes.len();
                 let bytes = std::mem::replace(bytes, Vec::with_capacity(used));
                 Arc::new(
-                    StringArray::try_new(builder.finish(), bytes.into(), valid.map(Into::into))
+                    StringArray::try_new(offsets, bytes.into(), valid.map(Into::into))
                         .expect("decoded strings are checked UTF-8"),
                 )
             }

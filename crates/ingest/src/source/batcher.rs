@@ -408,15 +408,27 @@ impl Batcher {
             .column_by_name(PARTITION_COLUMN)
             .expect("source batches carry _partition")
             .as_primitive::<Int32Type>();
-        let mut max: HashMap<i32, i64> = HashMap::new();
-        for (t, p) in times.values().iter().zip(partitions.values()) {
-            let m = max.entry(*p).or_insert(*t);
-            *m = (*m).max(*t);
-        }
-        for (p, t) in max {
-            if let Some(part) = self.parts.get_mut(&(stream, p)) {
-                part.max_event_time_ms = Some(part.max_event_time_ms.map_or(t, |m| m.max(t)));
+        // Rows come in runs of one partition: one lookup a run.
+        let mut run: Option<(i32, i64)> = None;
+        for (&t, &p) in times.values().iter().zip(partitions.values()) {
+            match &mut run {
+                Some((partition, max)) if *partition == p => *max = (*max).max(t),
+                _ => {
+                    if let Some((partition, max)) = run {
+                        self.note_event_time(stream, partition, max);
+                    }
+                    run = Some((p, t));
+                }
             }
+        }
+        if let Some((partition, max)) = run {
+            self.note_event_time(stream, partition, max);
+        }
+    }
+
+    fn note_event_time(&mut self, stream: Stream, partition: i32, t: i64) {
+        if let Some(part) = self.parts.get_mut(&(stream, partition)) {
+            part.max_event_time_ms = Some(part.max_event_time_ms.map_or(t, |m| m.max(t)));
         }
     }
 
