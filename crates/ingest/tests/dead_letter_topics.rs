@@ -40,6 +40,9 @@ async fn dead_letters_are_produced_to_their_topics_with_the_reason_in_headers() 
     let mut config = SourceConfig::new(kafka.bootstrap_servers(), "dlq");
     config.properties = vec![("session.timeout.ms".into(), "6000".into())];
     config.dead_letter_topics = true;
+    // Small batches: held dead letters reach the batch size and go out
+    // mid-chunk too, not only with a lingered batch.
+    config.max_batch_rows = 50;
     let cancel = CancellationToken::new();
     let mut source = start(config, cancel.clone()).await.expect("source starts");
     let mut rows = 0u64;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, TimestampMillisecondType};
+use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -96,8 +97,9 @@ pub(super) struct Batcher {
     epoch_seen: u64,
     /// The epoch each partition was last revoked in.
     revoked_at: HashMap<(Stream, i32), u64>,
-    /// Dead letters not sent yet, in order.
+    /// Dead letters not sent yet, in order, and their key and payload bytes.
     dead: Vec<DeadLetter>,
+    dead_bytes: usize,
 }
 
 impl Batcher {
@@ -131,6 +133,7 @@ impl Batcher {
             epoch_seen: 0,
             revoked_at: HashMap::new(),
             dead: Vec::new(),
+            dead_bytes: 0,
         }
     }
 
@@ -211,6 +214,19 @@ impl Batcher {
     }
 
     fn drop_revoked(&mut self, revoked: &HashSet<(Stream, i32)>) {
+        // Dead letters held are dropped with the rows: the next owner reads
+        // those records again from the last committed offset.
+        let before = self.dead.len();
+        self.dead.retain(|d| {
+            !d.topic
+                .parse::<Stream>()
+                .is_ok_and(|s| revoked.contains(&(s, d.partition)))
+        });
+        self.dead_bytes = self.dead.iter().map(dead_letter_bytes).sum();
+        self.stats
+            .revoked_records
+            .fetch_add((before - self.dead.len()) as u64, Ordering::Relaxed);
+        let holding_dead = !self.dead.is_empty();
         for (decoder, oldest) in self.decoders.iter_mut().zip(&mut self.oldest) {
             let Some(decoder) = decoder else { continue };
             let stream = decoder.stream();
@@ -220,21 +236,10 @@ impl Batcher {
             self.stats
                 .revoked_records
                 .fetch_add(dropped, Ordering::Relaxed);
-            if decoder.is_empty() {
+            if decoder.is_empty() && !holding_dead {
                 *oldest = None;
             }
         }
-        // Dead letters held are dropped with the rows: the next owner reads
-        // those records again from the last committed offset.
-        let before = self.dead.len();
-        self.dead.retain(|d| {
-            !d.topic
-                .parse::<Stream>()
-                .is_ok_and(|s| revoked.contains(&(s, d.partition)))
-        });
-        self.stats
-            .revoked_records
-            .fetch_add((before - self.dead.len()) as u64, Ordering::Relaxed);
         self.parts.retain(|key, _| !revoked.contains(key));
         tracing::info!(partitions = revoked.len(), "partitions revoked");
     }
@@ -263,9 +268,9 @@ impl Batcher {
             }
             current.last_offset = Some(m.offset);
             if let Err(dead) = self.decoder(stream).push(&m) {
-                self.dead_letter(*dead)?;
+                self.hold_dead_letter(*dead);
             }
-            if self.decoder(stream).is_full() {
+            if self.decoder(stream).is_full() || self.dead_full() {
                 self.end_run(stream, run.take(), chunk.received);
                 self.note_held();
                 // The emit may apply a revocation: the next message starts a new run.
@@ -363,6 +368,10 @@ impl Batcher {
 
     /// Sends the stream's held rows (possibly none) with its partitions' progress.
     fn emit(&mut self, stream: Stream) -> Result<(), Stopped> {
+        // Dead letters first: sending them may wait (for the dead-letter
+        // topic, or for room downstream), and a revocation meanwhile must
+        // still keep the revoked partitions' rows and progress out of this batch.
+        self.send_dead_letters()?;
         self.apply_revocations();
         self.oldest[stream as usize] = None;
         if let Some((records, bytes)) = self.unreported.remove(&stream) {
@@ -377,7 +386,7 @@ impl Batcher {
         metrics::histogram!("kpiflow_ingest_decode_seconds", "topic" => stream.name())
             .record(started.elapsed().as_secs_f64());
         for d in dead {
-            self.dead_letter(d)?;
+            self.hold_dead_letter(d);
         }
         self.send_dead_letters()?;
         let rows = batch.unwrap_or_else(|| RecordBatch::new_empty(stream.source_schema()));
@@ -488,35 +497,36 @@ impl Batcher {
 
     /// Holds a dead letter until the next batch goes out (see
     /// [`Batcher::send_dead_letters`]).
-    fn dead_letter(&mut self, dead: DeadLetter) -> Result<(), Stopped> {
-        metrics::counter!(
-            "kpiflow_ingest_dead_letters_total",
-            "topic" => dead.topic.clone(),
-            "reason" => dead.kind.name()
-        )
-        .increment(1);
+    fn hold_dead_letter(&mut self, dead: DeadLetter) {
+        self.dead_bytes += dead_letter_bytes(&dead);
         self.dead.push(dead);
-        if self.dead.len() >= self.config.max_batch_rows {
-            self.send_dead_letters()?;
-        }
-        Ok(())
+    }
+
+    /// Enough dead letters are held to send them without waiting for the linger.
+    fn dead_full(&self) -> bool {
+        self.dead.len() >= self.config.max_batch_rows || self.dead_bytes >= MAX_HELD_DEAD_BYTES
     }
 
     /// Sends the dead letters held, before any batch whose progress covers
     /// their offsets. Together rather than one by one: each send to an idle
     /// receiver wakes its thread, and the dead-letter topic's deliveries are
-    /// awaited at once instead of one round trip each.
+    /// awaited [`DLQ_IN_FLIGHT`] at a time instead of one round trip each.
+    /// Cancelled while producing to the dead-letter topic, those already
+    /// queued by librdkafka may still be written: after a restart they are
+    /// there twice (at least once, like the records themselves).
     fn send_dead_letters(&mut self) -> Result<(), Stopped> {
         if self.dead.is_empty() {
             return Ok(());
         }
-        let dead = std::mem::take(&mut self.dead);
         if let Some(producer) = &self.dlq {
             let deliveries =
-                futures::future::join_all(dead.iter().map(|d| produce_dead(producer, d)));
+                futures::stream::iter(self.dead.iter().map(|d| produce_dead(producer, d)))
+                    .buffered(DLQ_IN_FLIGHT)
+                    .filter(|ok| futures::future::ready(!ok))
+                    .count();
             let failed = self.runtime.block_on(async {
                 tokio::select! {
-                    sent = deliveries => Some(sent.into_iter().filter(|ok| !ok).count()),
+                    failed = deliveries => Some(failed),
                     _ = self.cancel.cancelled() => None,
                 }
             });
@@ -528,12 +538,22 @@ impl Batcher {
                 }
             }
         }
-        let n = dead.len() as u64;
+        // Producing to the dead-letter topic may have outlasted a partition:
+        // its dead letters are then the next owner's to hand out.
+        self.apply_revocations();
+        let dead = std::mem::take(&mut self.dead);
+        self.dead_bytes = 0;
         let tx = self.dead_tx.clone();
         for d in dead {
+            metrics::counter!(
+                "kpiflow_ingest_dead_letters_total",
+                "topic" => d.topic.clone(),
+                "reason" => d.kind.name()
+            )
+            .increment(1);
             self.send(&tx, d)?;
+            self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
         }
-        self.stats.dead_letters.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 
@@ -561,6 +581,15 @@ impl Batcher {
         self.stats.downstream_full.store(false, Ordering::Relaxed);
         sent
     }
+}
+
+/// Dead letters' key and payload bytes held at most before they are sent.
+const MAX_HELD_DEAD_BYTES: usize = 16 << 20;
+/// Deliveries to the dead-letter topics awaited at once.
+const DLQ_IN_FLIGHT: usize = 256;
+
+fn dead_letter_bytes(d: &DeadLetter) -> usize {
+    d.key.as_ref().map_or(0, Vec::len) + d.payload.as_ref().map_or(0, Vec::len)
 }
 
 /// Produces `dead` to its topic's `<topic>.dlq` with its reason, kind,
