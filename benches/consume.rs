@@ -20,6 +20,7 @@
 //! throughput cost. A shorter linger only makes batches smaller, i.e. more
 //! work per record.
 //! `KPIFLOW_BENCH_SOURCE_PROPERTY=key=value,key=value` adds librdkafka properties.
+//! `KPIFLOW_BENCH_DLQ=1` also produces the source's dead letters to `<topic>.dlq`.
 
 use std::time::{Duration, Instant};
 
@@ -121,6 +122,7 @@ async fn source_consume(brokers: &str, n: u64, run: usize) -> Duration {
     let mut config = SourceConfig::new(brokers, format!("kpiflow-bench-source-{run}"));
     config.properties = vec![("session.timeout.ms".into(), "6000".into())];
     config.linger = Duration::from_millis(env_number("KPIFLOW_BENCH_LINGER_MS", 5));
+    config.dead_letter_topics = env_number("KPIFLOW_BENCH_DLQ", 0) == 1;
     if let Ok(extra) = std::env::var("KPIFLOW_BENCH_SOURCE_PROPERTY") {
         for (k, v) in extra.split(',').filter_map(|kv| kv.split_once('=')) {
             config.properties.push((k.into(), v.into()));
