@@ -149,12 +149,20 @@ impl Batcher {
     pub fn run(mut self, inputs: Receiver<Input>) {
         self.serve(inputs);
         if let Some(producer) = &self.dlq
-            && !self.deliveries.is_empty()
+            && producer.in_flight_count() > 0
         {
             if let Err(e) = producer.flush(DLQ_FLUSH) {
                 tracing::warn!(error = %e, "dead letters still queued for their topics at exit");
             }
             self.reap_deliveries();
+            if !self.deliveries.is_empty() {
+                tracing::error!(
+                    dead_letters = self.deliveries.len(),
+                    "dead letters not delivered to their topics at exit"
+                );
+                metrics::counter!("kpiflow_ingest_dlq_failures_total")
+                    .increment(self.deliveries.len() as u64);
+            }
         }
     }
 
@@ -569,6 +577,7 @@ impl Batcher {
             return Ok(());
         };
         for i in 0..self.dead.len() {
+            let mut full_since: Option<Instant> = None;
             loop {
                 self.reap_deliveries();
                 if self.deliveries.len() >= DLQ_MAX_PENDING {
@@ -589,6 +598,21 @@ impl Batcher {
                         if !self.deliveries.is_empty() =>
                     {
                         self.await_oldest_delivery()?;
+                    }
+                    // librdkafka frees a slot just after the delivery it
+                    // reported: give it a moment, but not forever (a message
+                    // larger than the whole queue never fits).
+                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull))
+                        if full_since.get_or_insert_with(Instant::now).elapsed()
+                            < DLQ_QUEUE_PATIENCE =>
+                    {
+                        let pause = self.runtime.block_on(async {
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_millis(10)) => Ok(()),
+                                _ = self.cancel.cancelled() => Err(Stopped::Cancelled),
+                            }
+                        });
+                        pause?;
                     }
                     Err(e) => {
                         tracing::error!(%topic, error = %e, "cannot produce a dead letter to its topic");
@@ -657,6 +681,9 @@ impl Batcher {
 const MAX_HELD_DEAD_BYTES: usize = 16 << 20;
 /// How long the batcher waits at exit for its dead-letter deliveries.
 const DLQ_FLUSH: Duration = Duration::from_secs(1);
+/// How long a dead letter waits for room in librdkafka's queue when no
+/// delivery is outstanding.
+const DLQ_QUEUE_PATIENCE: Duration = Duration::from_millis(100);
 /// Deliveries to the dead-letter topics outstanding at most.
 const DLQ_MAX_PENDING: usize = 10_000;
 
