@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kpiflow_ingest::embedded::EmbeddedKafka;
-use kpiflow_ingest::produce::{Limit, ProduceOptions, Progress, produce};
-use kpiflow_ingest::simulator::{Scenario, SimConfig};
-use kpiflow_ingest::source::{SourceConfig, start};
+use kpiflow_ingest::source::start;
 use kpiflow_types::Stream;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::{mock_source_config, produce_seeded};
 
 /// What a dead letter says: (reason, kind, raw payload).
 type Said = (String, String, Option<Vec<u8>>);
@@ -24,21 +25,9 @@ async fn dead_letters_are_produced_to_their_topics_with_the_reason_in_headers() 
     let kafka = EmbeddedKafka::start(1).unwrap();
     kafka.create_stream_topics(2).unwrap();
     let n = 4_000;
-    let sim = SimConfig {
-        seed: 5,
-        scenario: Scenario::Normal,
-        malformed: 0.1,
-        ..SimConfig::default()
-    };
-    let mut options = ProduceOptions::new(kafka.bootstrap_servers(), sim, 1e9, Limit::Count(n));
-    options.create_topics = false;
-    let summary = produce(&options, &Progress::default(), &CancellationToken::new())
-        .await
-        .expect("produce");
-    assert_eq!(summary.acked(), n);
+    produce_seeded(&kafka, n, 5, 0.1).await;
 
-    let mut config = SourceConfig::new(kafka.bootstrap_servers(), "dlq");
-    config.properties = vec![("session.timeout.ms".into(), "6000".into())];
+    let mut config = mock_source_config(&kafka, "dlq");
     config.dead_letter_topics = true;
     // Small batches: held dead letters reach the batch size and go out
     // mid-chunk too, not only with a lingered batch.

@@ -15,12 +15,8 @@ use kpiflow_ingest::source::{SourceConfig, start};
 use kpiflow_types::source::{OFFSET_COLUMN, PARTITION_COLUMN};
 use tokio_util::sync::CancellationToken;
 
-fn mock_source_config(kafka: &EmbeddedKafka, group: &str) -> SourceConfig {
-    let mut config = SourceConfig::new(kafka.bootstrap_servers(), group);
-    // Mock consumers should notice a dead member quickly.
-    config.properties = vec![("session.timeout.ms".into(), "6000".into())];
-    config
-}
+mod common;
+use common::mock_source_config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_errors_are_retried_and_nothing_is_lost() {

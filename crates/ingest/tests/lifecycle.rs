@@ -9,8 +9,6 @@ use std::time::Duration;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
 use kpiflow_ingest::embedded::EmbeddedKafka;
-use kpiflow_ingest::produce::{Limit, ProduceOptions, Progress, produce};
-use kpiflow_ingest::simulator::{Scenario, SimConfig};
 use kpiflow_ingest::source::{Source, SourceConfig, start};
 use kpiflow_types::Stream;
 use kpiflow_types::source::{OFFSET_COLUMN, PARTITION_COLUMN};
@@ -18,29 +16,11 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 
-fn mock_source_config(kafka: &EmbeddedKafka, group: &str) -> SourceConfig {
-    let mut config = SourceConfig::new(kafka.bootstrap_servers(), group);
-    config.properties = vec![("session.timeout.ms".into(), "6000".into())];
-    config
-}
+mod common;
+use common::{mock_source_config, produce_seeded};
 
 async fn produce_records(kafka: &EmbeddedKafka, n: u64) {
-    produce_seeded(kafka, n, 21).await;
-}
-
-async fn produce_seeded(kafka: &EmbeddedKafka, n: u64, seed: u64) {
-    let sim = SimConfig {
-        seed,
-        scenario: Scenario::Normal,
-        malformed: 0.0,
-        ..SimConfig::default()
-    };
-    let mut options = ProduceOptions::new(kafka.bootstrap_servers(), sim, 1e9, Limit::Count(n));
-    options.create_topics = false;
-    let summary = produce(&options, &Progress::default(), &CancellationToken::new())
-        .await
-        .expect("produce");
-    assert_eq!(summary.acked(), n);
+    produce_seeded(kafka, n, 21, 0.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,7 +203,7 @@ async fn read_until_idle(
 async fn partitions_are_idle_only_when_caught_up_and_quiet() {
     let kafka = EmbeddedKafka::start(1).unwrap();
     kafka.create_stream_topics(2).unwrap();
-    produce_seeded(&kafka, 4_000, 5).await;
+    produce_seeded(&kafka, 4_000, 5, 0.0).await;
     let highs = high_watermarks(&kafka, 2);
 
     let mut config = mock_source_config(&kafka, "idle");
@@ -240,7 +220,7 @@ async fn partitions_are_idle_only_when_caught_up_and_quiet() {
 
     // More records: the partitions that get some are busy again, then idle
     // again at their new ends.
-    produce_seeded(&kafka, 2_000, 6).await;
+    produce_seeded(&kafka, 2_000, 6, 0.0).await;
     let more = high_watermarks(&kafka, 2);
     let grown: BTreeSet<(Stream, i32)> = more
         .iter()
@@ -261,7 +241,7 @@ async fn partitions_are_idle_only_when_caught_up_and_quiet() {
 async fn after_a_stall_nothing_is_idle_before_it_is_caught_up_again() {
     let kafka = EmbeddedKafka::start(1).unwrap();
     kafka.create_stream_topics(2).unwrap();
-    produce_seeded(&kafka, 2_000, 7).await;
+    produce_seeded(&kafka, 2_000, 7, 0.0).await;
     let highs = high_watermarks(&kafka, 2);
     let mut config = mock_source_config(&kafka, "stall-idle");
     config.idle_timeout = Duration::from_secs(1);
@@ -274,14 +254,14 @@ async fn after_a_stall_nothing_is_idle_before_it_is_caught_up_again() {
 
     // Nobody reads: records written now make the source pause, and those
     // written while it is paused leave librdkafka's end offsets stale.
-    produce_seeded(&kafka, 2_000, 8).await;
+    produce_seeded(&kafka, 2_000, 8, 0.0).await;
     let stats = source.handle.stats();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !stats.paused.load(Ordering::Relaxed) {
         assert!(tokio::time::Instant::now() < deadline, "never paused");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    produce_seeded(&kafka, 2_000, 9).await;
+    produce_seeded(&kafka, 2_000, 9, 0.0).await;
     // Longer than the idle timeout: the last records seen are old by now.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let more = high_watermarks(&kafka, 2);

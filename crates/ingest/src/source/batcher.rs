@@ -210,11 +210,8 @@ impl Batcher {
 
     /// When the first stream's held rows have waited their linger.
     fn linger_ends(&self) -> Option<Instant> {
-        self.oldest
-            .iter()
-            .flatten()
-            .min()
-            .map(|t| *t + self.config.linger)
+        let oldest = self.oldest.iter().flatten().min()?;
+        oldest.checked_add(self.config.linger)
     }
 
     /// Drops the held rows and progress of partitions revoked since the last
