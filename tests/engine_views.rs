@@ -3,17 +3,17 @@
 //! options, and the SQL a continuous view refuses.
 
 use datafusion::arrow::array::{Array, Float64Array, Int64Array, StringArray};
-use kpiflow_engine::{Emit, Engine, EngineConfig, Error, MemorySink, parse_view_file};
+use kpiflow_engine::{Emit, Engine, EngineConfig, Error, parse_view_file};
+use kpiflow_tests::Emitted;
 use kpiflow_tests::sales::*;
 use kpiflow_types::{SourceBatch, Stream};
 
 const PER_MINUTE: &str = "SELECT sku, count(*) AS orders, sum(amount) AS revenue FROM sales \
                           GROUP BY tumble(event_time, INTERVAL '1 minute'), sku";
 
-async fn engine_with(views: &[(&str, &str)]) -> (Engine, MemorySink) {
+async fn engine_with(views: &[(&str, &str)]) -> (Engine, Emitted) {
     let mut engine = Engine::new(EngineConfig::default()).unwrap();
-    let sink = MemorySink::default();
-    engine.add_sink(Box::new(sink.clone()));
+    let sink = Emitted::default();
     for (name, sql) in views {
         engine.create_view(name, sql).await.unwrap();
     }
@@ -30,7 +30,7 @@ fn push_of(
 
 #[tokio::test]
 async fn a_window_is_final_once_the_watermark_passes_its_end() {
-    let (mut engine, sink) = engine_with(&[("per_minute", PER_MINUTE)]).await;
+    let (mut engine, mut sink) = engine_with(&[("per_minute", PER_MINUTE)]).await;
     let first = [
         sale(1_000, 0, "A", "online", 1, 10.0),
         sale(2_000, 0, "B", "online", 1, 5.0),
@@ -43,7 +43,7 @@ async fn a_window_is_final_once_the_watermark_passes_its_end() {
         .unwrap();
     // Watermark 56 s: the first minute is still open.
     assert_eq!(engine.watermark("per_minute"), Some(56_000));
-    assert_eq!(sink.rows("per_minute", Emit::Final), 0);
+    assert_eq!(sink.collect(&mut engine).rows("per_minute", Emit::Final), 0);
     engine
         .push(&push_of(
             &[sale(66_000, 0, "B", "online", 1, 1.0)],
@@ -52,7 +52,7 @@ async fn a_window_is_final_once_the_watermark_passes_its_end() {
         ))
         .await
         .unwrap();
-    let finals = sink.batches("per_minute", Emit::Final);
+    let finals = sink.collect(&mut engine).batches("per_minute", Emit::Final);
     assert_eq!(finals.len(), 1);
     let f = &finals[0];
     let skus = f
@@ -112,8 +112,8 @@ async fn a_window_is_final_once_the_watermark_passes_its_end() {
         ))
         .await
         .unwrap();
-    assert_eq!(sink.rows("per_minute", Emit::Late), 1);
-    assert_eq!(sink.rows("per_minute", Emit::Final), 2);
+    assert_eq!(sink.collect(&mut engine).rows("per_minute", Emit::Late), 1);
+    assert_eq!(sink.collect(&mut engine).rows("per_minute", Emit::Final), 2);
     let late = engine
         .context()
         .sql("SELECT sku, amount, late_reason, window_start, watermark FROM live.per_minute__late")
@@ -132,7 +132,7 @@ async fn a_window_is_final_once_the_watermark_passes_its_end() {
 
 #[tokio::test]
 async fn a_partition_without_events_holds_the_watermark_until_it_is_idle() {
-    let (mut engine, sink) = engine_with(&[("per_minute", PER_MINUTE)]).await;
+    let (mut engine, mut sink) = engine_with(&[("per_minute", PER_MINUTE)]).await;
     let rows = [
         sale(1_000, 0, "A", "online", 1, 1.0),
         sale(200_000, 0, "A", "online", 1, 1.0),
@@ -148,7 +148,7 @@ async fn a_partition_without_events_holds_the_watermark_until_it_is_idle() {
         .unwrap();
     assert_eq!(engine.watermark("per_minute"), None);
     engine.tick(10_000).await.unwrap();
-    assert_eq!(sink.rows("per_minute", Emit::Final), 0);
+    assert_eq!(sink.collect(&mut engine).rows("per_minute", Emit::Final), 0);
     // Partition 1 caught up and quiet: it no longer holds windows open.
     engine
         .push(&push_of(
@@ -159,12 +159,12 @@ async fn a_partition_without_events_holds_the_watermark_until_it_is_idle() {
         .await
         .unwrap();
     assert_eq!(engine.watermark("per_minute"), Some(195_000));
-    assert_eq!(sink.rows("per_minute", Emit::Final), 1);
+    assert_eq!(sink.collect(&mut engine).rows("per_minute", Emit::Final), 1);
 }
 
 #[tokio::test]
 async fn with_all_input_idle_windows_close_by_the_clock() {
-    let (mut engine, sink) = engine_with(&[("per_minute", PER_MINUTE)]).await;
+    let (mut engine, mut sink) = engine_with(&[("per_minute", PER_MINUTE)]).await;
     let rows = [
         sale(10_000, 0, "A", "online", 1, 1.0),
         sale(20_000, 1, "B", "online", 1, 1.0),
@@ -196,16 +196,16 @@ async fn with_all_input_idle_windows_close_by_the_clock() {
     engine.tick(t0).await.unwrap();
     // From the latest event minus the out-of-orderness, moving with the clock.
     assert_eq!(engine.watermark("per_minute"), Some(15_000));
-    assert_eq!(sink.rows("per_minute", Emit::Final), 0);
+    assert_eq!(sink.collect(&mut engine).rows("per_minute", Emit::Final), 0);
     engine.tick(t0 + 44_000).await.unwrap();
     assert_eq!(
-        sink.rows("per_minute", Emit::Final),
+        sink.collect(&mut engine).rows("per_minute", Emit::Final),
         0,
         "the minute ends at 60 s; watermark 59 s"
     );
     engine.tick(t0 + 45_000).await.unwrap();
     assert_eq!(engine.watermark("per_minute"), Some(60_000));
-    assert_eq!(sink.rows("per_minute", Emit::Final), 2);
+    assert_eq!(sink.collect(&mut engine).rows("per_minute", Emit::Final), 2);
     // Data again: the clock no longer drives the watermark, and it never goes back.
     engine
         .push(&push_of(
@@ -224,7 +224,7 @@ async fn with_all_input_idle_windows_close_by_the_clock() {
 
 #[tokio::test]
 async fn a_view_without_aggregation_passes_rows_on_as_final() {
-    let (mut engine, sink) = engine_with(&[(
+    let (mut engine, mut sink) = engine_with(&[(
         "big_orders",
         "SELECT event_time, sku, amount FROM sales WHERE amount >= 100",
     )])
@@ -238,7 +238,7 @@ async fn a_view_without_aggregation_passes_rows_on_as_final() {
         .push(&push_of(&rows, 0, vec![progress(0, Some(3_000), false)]))
         .await
         .unwrap();
-    assert_eq!(sink.rows("big_orders", Emit::Final), 2);
+    assert_eq!(sink.collect(&mut engine).rows("big_orders", Emit::Final), 2);
 }
 
 #[tokio::test]
@@ -261,8 +261,7 @@ async fn view_options_come_from_the_leading_comment() {
     );
 
     let mut engine = Engine::new(EngineConfig::default()).unwrap();
-    let sink = MemorySink::default();
-    engine.add_sink(Box::new(sink.clone()));
+    let mut sink = Emitted::default();
     engine.create_view_file("v", text).await.unwrap();
     engine
         .push(&push_of(
@@ -282,11 +281,11 @@ async fn view_options_come_from_the_leading_comment() {
         .await
         .unwrap();
     assert_eq!(
-        sink.rows("v", Emit::Late),
+        sink.collect(&mut engine).rows("v", Emit::Late),
         0,
         "late rows dropped, not written"
     );
-    assert_eq!(sink.rows("v", Emit::Final), 0);
+    assert_eq!(sink.collect(&mut engine).rows("v", Emit::Final), 0);
 }
 
 /// Each refused view: its SQL and words the error must contain.

@@ -324,3 +324,39 @@ pub async fn collect_until(
     }
     got
 }
+
+/// An engine's output gathered as a pipeline's sink receives it: call
+/// [`Emitted::collect`] to take what the engine emitted since the last time.
+#[derive(Debug, Default)]
+pub struct Emitted {
+    rows: HashMap<(String, kpiflow_types::Emit), Vec<datafusion::arrow::array::RecordBatch>>,
+}
+
+impl Emitted {
+    /// Takes the engine's output so far; returns `self` to read it.
+    pub fn collect(&mut self, engine: &mut kpiflow_engine::Engine) -> &Self {
+        for out in engine.take_output() {
+            self.rows
+                .entry((out.view, out.kind))
+                .or_default()
+                .push(out.rows);
+        }
+        self
+    }
+
+    /// Everything emitted for `view` of `kind` so far.
+    pub fn batches(
+        &self,
+        view: &str,
+        kind: kpiflow_types::Emit,
+    ) -> Vec<datafusion::arrow::array::RecordBatch> {
+        self.rows
+            .get(&(view.to_owned(), kind))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn rows(&self, view: &str, kind: kpiflow_types::Emit) -> usize {
+        self.batches(view, kind).iter().map(|b| b.num_rows()).sum()
+    }
+}

@@ -1,7 +1,7 @@
 //! `kpiflow demo`: everything in one process with no outside service — an
 //! embedded Kafka cluster, the simulator producing into it, the Kafka source
-//! decoding it into Arrow batches and dead letters, and the engine keeping
-//! the views of `sql/` up to date. Per-topic rates are printed every second
+//! decoding it into Arrow batches and dead letters, and the pipeline runner
+//! keeping the views of `sql/` up to date in the engine. Per-topic rates are printed every second
 //! and the running values of one view every five, until Ctrl-C.
 
 use std::io::Write;
@@ -11,10 +11,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use kpiflow_engine::{Engine, IS_FINAL, LiveStore};
+use kpiflow_engine::{IS_FINAL, LiveStore};
 use kpiflow_ingest::embedded::EmbeddedKafka;
 use kpiflow_ingest::produce::{Limit, ProduceOptions, Progress, produce};
 use kpiflow_ingest::source::{SourceConfig, start};
+use kpiflow_pipeline::{Input, Pipeline, PipelineConfig, PipelineStats};
 use kpiflow_types::Stream;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -74,14 +75,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .join(", "),
         args.view
     );
-    let source = start(source_config, cancel.clone()).await?;
-    let counts = Arc::new(Counts::default());
-    let consumer = tokio::spawn(drain(source, engine, counts.clone()));
+    let mut source = start(source_config, cancel.clone()).await?;
+    let pipeline = Pipeline::new(engine, PipelineConfig::default());
+    let stats = pipeline.stats();
+    let input = Input::from(&mut source);
+    let consumer = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            let summary = pipeline.run(input, cancel).await?;
+            source.task.await.context("the source task failed")??;
+            anyhow::Ok(summary)
+        }
+    });
 
     let started = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
-    let mut last = counts.records();
+    let mut last = stats.rows();
     let mut seconds: u64 = 0;
     let stop_after = args.duration.map(|d| started + d);
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
@@ -95,7 +105,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         if producer.is_finished() || consumer.is_finished() {
             break;
         }
-        let now = counts.records();
+        let now = stats.rows();
         let rates: Vec<String> = Stream::ALL
             .iter()
             .enumerate()
@@ -107,12 +117,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             started.elapsed().as_secs_f64(),
             rates.join("  "),
             thousands(now.iter().sum()),
-            thousands(counts.dead_letters.load(Ordering::Relaxed)),
+            thousands(stats.dead_letters.load(Ordering::Relaxed)),
             thousands(progress.acked.load(Ordering::Relaxed)),
         );
         seconds += 1;
         if seconds.is_multiple_of(5) {
-            show_view(&live, &args.view, &counts);
+            show_view(&live, &args.view, &stats);
         }
         let _ = std::io::stdout().flush();
         last = now;
@@ -126,35 +136,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("the producer did not stop in time")?
         .context("the producer task failed")??;
-    tokio::time::timeout(SHUTDOWN_TIMEOUT, consumer)
+    let pipeline = tokio::time::timeout(SHUTDOWN_TIMEOUT, consumer)
         .await
-        .context("the consumer did not stop in time")?
-        .context("the consumer task failed")??;
+        .context("the pipeline did not stop in time")?
+        .context("the pipeline task failed")??;
     println!(
         "stopped: {} records produced and acknowledged, {} decoded into rows, {} dead letters",
         thousands(summary.acked()),
-        thousands(counts.records().iter().sum()),
-        thousands(counts.dead_letters.load(Ordering::Relaxed)),
+        thousands(pipeline.rows),
+        thousands(pipeline.dead_letters),
     );
     drop(kafka);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Rows decoded per stream (in [`Stream::ALL`] order), dead letters, and the
-/// engine's output.
-#[derive(Debug, Default)]
-struct Counts {
-    rows: [std::sync::atomic::AtomicU64; 4],
-    dead_letters: std::sync::atomic::AtomicU64,
-    /// Windows final so far, over all views.
-    final_rows: std::sync::atomic::AtomicU64,
 }
 
 /// Rows of open windows shown per view.
 const SHOWN_ROWS: usize = 12;
 
 /// The view's running rows (open windows, not final) as a table.
-fn show_view(live: &LiveStore, view: &str, counts: &Counts) {
+fn show_view(live: &LiveStore, view: &str, stats: &PipelineStats) {
     let Some((_, batches)) = live.rows(view) else {
         return;
     };
@@ -193,51 +193,9 @@ fn show_view(live: &LiveStore, view: &str, counts: &Counts) {
     let open_rows: usize = running.iter().map(|b| b.num_rows()).sum();
     println!(
         "view {view}: {open_rows} running rows of open windows, {finals} recent final rows kept; {} final rows over all views",
-        thousands(counts.final_rows.load(Ordering::Relaxed))
+        thousands(stats.final_rows.load(Ordering::Relaxed))
     );
     if let Ok(table) = arrow::util::pretty::pretty_format_batches(&shown) {
         println!("{table}");
     }
-}
-
-impl Counts {
-    fn records(&self) -> [u64; 4] {
-        std::array::from_fn(|i| self.rows[i].load(Ordering::Relaxed))
-    }
-}
-
-/// Takes the source's batches and dead letters until it stops, counting
-/// them and feeding the batches to the engine, which ticks every second.
-async fn drain(
-    mut source: kpiflow_ingest::source::Source,
-    mut engine: Engine,
-    counts: Arc<Counts>,
-) -> anyhow::Result<()> {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let views: Vec<String> = engine.views().into_iter().map(|v| v.name).collect();
-    loop {
-        tokio::select! {
-            batch = source.batches.recv() => match batch {
-                Some(batch) => {
-                    let i = Stream::ALL.iter().position(|s| *s == batch.stream).unwrap_or(0);
-                    counts.rows[i].fetch_add(batch.rows.num_rows() as u64, Ordering::Relaxed);
-                    engine.push(&batch).await?;
-                }
-                None => break,
-            },
-            Some(_) = source.dead_letters.recv() => {
-                counts.dead_letters.fetch_add(1, Ordering::Relaxed);
-            }
-            _ = tick.tick() => {
-                engine.tick(chrono::Utc::now().timestamp_millis()).await?;
-                let finals: u64 = views
-                    .iter()
-                    .filter_map(|v| engine.stats(v).map(|s| s.final_rows))
-                    .sum();
-                counts.final_rows.store(finals, Ordering::Relaxed);
-            }
-        }
-    }
-    source.task.await.context("the source task failed")??;
-    Ok(())
 }

@@ -19,6 +19,21 @@ fn at(position: &Option<Position>) -> String {
     position.map(|p| format!(" (at {p})")).unwrap_or_default()
 }
 
+/// What the caller of a failed engine call can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The input is wrong and nothing was changed: fix the SQL, the view file,
+    /// the reference table, the snapshot or the data, and try again. An HTTP
+    /// layer answers 4xx.
+    BadInput,
+    /// A bug in kpiflow or DataFusion. The engine stops taking input (see
+    /// [`Error::Stopped`]); restore from the last checkpoint. An HTTP layer
+    /// answers 5xx and logs the details.
+    Internal,
+}
+
+/// The engine's errors. Sinks and I/O are not the engine's: the pipeline
+/// runner hands its output to them, so their failures are the runner's.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The view uses SQL a continuous view cannot run.
@@ -35,7 +50,7 @@ pub enum Error {
     /// The SQL does not plan: unknown table or column, bad syntax, type errors.
     #[error("view `{view}`: {message}")]
     Plan { view: String, message: String },
-    /// A view or table name is taken or unknown.
+    /// A view or table name is malformed, taken, or unknown.
     #[error("{0}")]
     Name(String),
     /// A view option in the leading comment is malformed.
@@ -48,19 +63,59 @@ pub enum Error {
     /// A reference table could not be read.
     #[error("reference table `{table}`: {message}")]
     Reference { table: String, message: String },
-    /// A snapshot does not fit the engine it is restored into.
+    /// A snapshot is damaged, of another format version, or does not fit the
+    /// engine's views. The engine is unchanged.
     #[error("restoring state: {0}")]
     Restore(String),
-    /// A sink refused rows.
-    #[error("sink: {0}")]
-    Sink(String),
-    /// DataFusion failed while running a view.
-    #[error("view `{view}`: {source}")]
-    Run {
+    /// A batch does not fit its stream (wrong columns), or a view's per-row SQL
+    /// failed on its rows (a cast or a division by zero). The batch was applied
+    /// to no view.
+    #[error(
+        "view `{view}`: its SQL failed on the batch's rows, which were applied to no view: {source}"
+    )]
+    Input {
         view: String,
         #[source]
         source: DataFusionError,
     },
+    /// A batch's rows do not have the schema of their stream.
+    #[error("a `{stream}` batch does not have the stream's columns: {message}")]
+    Batch { stream: String, message: String },
+    /// Something that cannot fail did: a bug. The engine stops taking input.
+    #[error("internal error in {context}: {source}")]
+    Internal {
+        context: String,
+        #[source]
+        source: DataFusionError,
+    },
+    /// An earlier internal error stopped the engine; it takes no more input
+    /// and refuses to snapshot a state that may be half-applied.
+    #[error("the engine stopped after an internal error ({0}); restart from the last checkpoint")]
+    Stopped(String),
+}
+
+impl Error {
+    /// What the caller can do about it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Unsupported { .. }
+            | Error::Plan { .. }
+            | Error::Name(_)
+            | Error::Option { .. }
+            | Error::Reference { .. }
+            | Error::Restore(_)
+            | Error::Input { .. }
+            | Error::Batch { .. } => ErrorClass::BadInput,
+            Error::Internal { .. } | Error::Stopped(_) => ErrorClass::Internal,
+        }
+    }
+
+    pub(crate) fn internal(context: impl Into<String>, source: DataFusionError) -> Error {
+        Error::Internal {
+            context: context.into(),
+            source,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

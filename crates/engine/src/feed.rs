@@ -13,10 +13,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::Result as DfResult;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::execution::TaskContext;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::physical_plan::streaming::PartitionStream;
+use futures::TryStreamExt;
 
 /// Batches waiting to be read, by table name.
 #[derive(Debug, Default, Clone)]
@@ -91,5 +96,57 @@ impl PartitionStream for FeedPartition {
                 ),
             ),
         }
+    }
+}
+
+/// Runs a plan reading the feed to completion, over all its partitions.
+async fn run(plan: &Arc<dyn ExecutionPlan>, ctx: &Arc<TaskContext>) -> DfResult<Vec<RecordBatch>> {
+    // Joins keep their build side between executions (HashJoinExec's
+    // OnceAsync): reset them, or a stream on the build side would be joined
+    // again with every later batch.
+    let joins = plan
+        .exists(|node| Ok(node.children().len() > 1))
+        .unwrap_or(true);
+    let plan = if joins {
+        reset_plan_states(plan.clone())?
+    } else {
+        plan.clone()
+    };
+    let mut out = Vec::new();
+    let partitions = plan.properties().partitioning.partition_count();
+    for p in 0..partitions {
+        let stream = plan.execute(p, ctx.clone())?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        out.extend(batches.into_iter().filter(|b| b.num_rows() > 0));
+    }
+    Ok(out)
+}
+
+/// A plan with the batches its feed scans will read. Owns what it needs, so
+/// running it borrows no view state across the await.
+pub(crate) struct Run {
+    plan: Arc<dyn ExecutionPlan>,
+    slots: Vec<(String, Vec<RecordBatch>)>,
+}
+
+impl Run {
+    pub fn new(plan: &Arc<dyn ExecutionPlan>, slots: Vec<(&str, Vec<RecordBatch>)>) -> Run {
+        Run {
+            plan: plan.clone(),
+            slots: slots
+                .into_iter()
+                .map(|(slot, batches)| (slot.to_owned(), batches))
+                .collect(),
+        }
+    }
+
+    /// Runs the plan with each slot's batches in the feed.
+    pub async fn execute(self, feed: &Feed, ctx: &Arc<TaskContext>) -> DfResult<Vec<RecordBatch>> {
+        for (slot, batches) in self.slots {
+            feed.set(&slot, batches);
+        }
+        let out = run(&self.plan, ctx).await;
+        feed.clear();
+        out
     }
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema};
+use datafusion::common::{Column, DFSchema, DataFusionError};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{Aggregate, Expr, JoinType, LogicalPlan, Projection, ScalarUDF};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -53,6 +53,7 @@ pub(crate) enum Planned {
     Joined(JoinedPlan),
 }
 
+#[derive(Clone)]
 /// A join of two windowed views' final rows, window by window.
 pub(crate) struct JoinedPlan {
     pub left: String,
@@ -137,6 +138,11 @@ impl Planner<'_> {
             view: self.view.to_owned(),
             message: message.into(),
         }
+    }
+
+    /// A failure planning cannot have on any SQL: a bug, not the user's.
+    fn internal(&self, e: DataFusionError) -> Error {
+        Error::internal(format!("planning view `{}`", self.view), e)
     }
 
     pub async fn plan(&self) -> Result<Planned> {
@@ -438,7 +444,9 @@ impl Planner<'_> {
         }
         // The left view's window columns first in the output.
         let LogicalPlan::Projection(top) = &logical else {
-            return Err(self.plan_error("internal: a SELECT without projection"));
+            return Err(self.internal(DataFusionError::Internal(
+                "a SELECT without projection".into(),
+            )));
         };
         let rewritten = LogicalPlan::Projection(self.window_columns_first(
             top,
@@ -624,9 +632,9 @@ impl Planner<'_> {
             Ok(TreeNodeRecursion::Continue)
         });
         let internal = |what: &str| {
-            self.plan_error(format!(
-                "internal: unexpected physical plan ({what}); please report with the view's SQL"
-            ))
+            self.internal(DataFusionError::Internal(format!(
+                "unexpected physical plan ({what}); please report with the view's SQL"
+            )))
         };
         let top = aggregates
             .first()
@@ -672,7 +680,7 @@ impl Planner<'_> {
                 false,
                 None,
             )
-            .map_err(|e| self.plan_error(plan_message(&e)))?,
+            .map_err(|e| self.internal(e))?,
         );
         let upper = physical
             .transform_down(|node| {
@@ -686,7 +694,7 @@ impl Planner<'_> {
                     Ok(Transformed::no(node))
                 }
             })
-            .map_err(|e| self.plan_error(plan_message(&e)))?
+            .map_err(|e| self.internal(e))?
             .data;
         Ok(Planned::Windowed(WindowedPlan {
             spec,
@@ -696,7 +704,7 @@ impl Planner<'_> {
             keys,
             aggregates: bottom_exec.aggr_expr().to_vec(),
             arguments: aggregate_expressions(bottom_exec.aggr_expr(), &AggregateMode::Partial, 0)
-                .map_err(|e| self.plan_error(plan_message(&e)))?,
+                .map_err(|e| self.internal(e))?,
             filters: bottom_exec.filter_expr().to_vec(),
             aggregate_schema,
             aggregate_slot,

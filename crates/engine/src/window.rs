@@ -15,6 +15,20 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
+/// Earliest event time the engine places in a window: 0001-01-01T00:00:00Z.
+pub const MIN_EVENT_TIME_MS: i64 = -62_135_596_800_000;
+/// Latest event time the engine places in a window: 9999-12-31T23:59:59.999Z.
+/// With window lengths capped at [`MAX_WINDOW_MS`], no window arithmetic on
+/// times in this range can overflow.
+pub const MAX_EVENT_TIME_MS: i64 = 253_402_300_799_999;
+/// Longest window, slide or session gap: 100 years of 365.25 days.
+pub const MAX_WINDOW_MS: i64 = 3_155_760_000_000;
+
+/// Whether the engine can place a time in windows.
+pub(crate) fn in_time_range(t: i64) -> bool {
+    (MIN_EVENT_TIME_MS..=MAX_EVENT_TIME_MS).contains(&t)
+}
+
 /// How a view's rows are grouped in time. All durations in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowSpec {
@@ -226,7 +240,12 @@ pub(crate) fn window_call(expr: &Expr) -> Result<Option<WindowCall>, String> {
                         .to_string()
                 })?,
             };
-            WindowSpec::Tumble { size, origin }
+            // The same grid with the origin moved by whole windows next to
+            // zero: pane arithmetic on any time in range cannot overflow.
+            WindowSpec::Tumble {
+                size,
+                origin: origin.rem_euclid(size),
+            }
         }
         _ => return Ok(None),
     };
@@ -275,7 +294,9 @@ fn interval_ms(function: &str, what: &str, expr: &Expr) -> Result<i64, String> {
                     "{function}(): the {what} must be whole milliseconds"
                 ));
             }
-            i64::from(v.days) * 86_400_000 + v.nanoseconds / 1_000_000
+            // Days and nanoseconds may have opposite signs; i128 cannot overflow.
+            let ms = i128::from(v.days) * 86_400_000 + i128::from(v.nanoseconds / 1_000_000);
+            i64::try_from(ms).unwrap_or(i64::MAX)
         }
         ScalarValue::IntervalDayTime(Some(v)) => {
             i64::from(v.days) * 86_400_000 + i64::from(v.milliseconds)
@@ -289,6 +310,11 @@ fn interval_ms(function: &str, what: &str, expr: &Expr) -> Result<i64, String> {
     };
     if ms <= 0 {
         return Err(format!("{function}(): the {what} must be positive"));
+    }
+    if ms > MAX_WINDOW_MS {
+        return Err(format!(
+            "{function}(): the {what} must be at most 100 years (36525 days)"
+        ));
     }
     Ok(ms)
 }

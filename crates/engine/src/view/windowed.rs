@@ -1,7 +1,8 @@
-//! One running view: its input rows through the per-row plan into window
-//! state, late rows aside, windows out as the watermark passes them.
+//! A windowed view: rows of the per-row plan into pane or session state,
+//! rows for windows already final aside as late rows, windows out as the
+//! watermark passes their end.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -10,175 +11,41 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::Result as DfResult;
-use datafusion::common::tree_node::TreeNode;
-use datafusion::execution::TaskContext;
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::execution_plan::reset_plan_states;
-use futures::TryStreamExt;
 
-use crate::feed::Feed;
-use crate::plan::{JoinedPlan, StatelessPlan, WINDOW_END, WINDOW_START, WindowedPlan};
+use crate::feed::Run;
+use crate::plan::{WINDOW_END, WINDOW_START, WindowedPlan};
 use crate::state::{Input, PaneWindows, Sessions, Template, WindowRows};
-use crate::window::WindowSpec;
-
-/// What happens to events that arrive for a window already final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LatePolicy {
-    /// Into the `<view>__late` table (and the sinks), counted.
-    #[default]
-    Table,
-    /// Dropped, counted.
-    Drop,
-}
-
-/// Per-view settings, from the view file's leading comment (`-- @name value`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ViewOptions {
-    /// Allowed out-of-orderness in ms; the engine default when `None`.
-    pub out_of_orderness_ms: Option<i64>,
-    pub late: LatePolicy,
-}
-
-/// Column of the late table: why the row is there.
-pub const LATE_REASON: &str = "late_reason";
-/// Column of the late table: the view's watermark when the row arrived.
-pub const LATE_WATERMARK: &str = "watermark";
-
-pub(crate) enum Kind {
-    Windowed(Box<Windowed>),
-    Stateless(StatelessPlan),
-    Joined(Box<Joined>),
-}
-
-/// A join of two windowed views: each side's final rows wait, by window
-/// start, until both sides are final for the window; then the join runs on
-/// those rows alone and its rows are final.
-pub(crate) struct Joined {
-    pub plan: JoinedPlan,
-    pending: BTreeMap<i64, Pending>,
-}
-
-#[derive(Default)]
-struct Pending {
-    end: i64,
-    left: Vec<RecordBatch>,
-    right: Vec<RecordBatch>,
-}
-
-impl Joined {
-    pub fn new(plan: JoinedPlan) -> Joined {
-        Joined {
-            plan,
-            pending: BTreeMap::new(),
-        }
-    }
-
-    /// Keeps final rows of an input view until their window can be joined.
-    pub fn buffer(&mut self, view: &str, batches: &[RecordBatch]) -> DfResult<()> {
-        let (left, right) = (view == self.plan.left, view == self.plan.right);
-        for batch in batches {
-            let starts = window_column(batch, WINDOW_START)?;
-            let ends = window_column(batch, WINDOW_END)?;
-            let mut rows: BTreeMap<i64, (i64, Vec<u32>)> = BTreeMap::new();
-            for i in 0..batch.num_rows() {
-                rows.entry(starts.value(i))
-                    .or_insert((ends.value(i), Vec::new()))
-                    .1
-                    .push(i as u32);
-            }
-            for (start, (end, indices)) in rows {
-                let part = if indices.len() == batch.num_rows() {
-                    batch.clone()
-                } else {
-                    datafusion::arrow::compute::take_record_batch(
-                        batch,
-                        &UInt32Array::from(indices),
-                    )?
-                };
-                let pending = self.pending.entry(start).or_default();
-                pending.end = pending.end.max(end);
-                if left {
-                    pending.left.push(part.clone());
-                }
-                if right && !left {
-                    pending.right.push(part);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Rows of the windows both inputs have closed by `watermark`, taken out.
-    pub fn ready(&mut self, watermark: i64) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
-        let starts: Vec<i64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.end <= watermark)
-            .map(|(s, _)| *s)
-            .collect();
-        let mut out = (Vec::new(), Vec::new());
-        for start in starts {
-            if let Some(p) = self.pending.remove(&start) {
-                out.0.extend(p.left);
-                out.1.extend(p.right);
-            }
-        }
-        out
-    }
-
-    /// The join of the two views' rows, ready to run.
-    pub fn join(&self, left: Vec<RecordBatch>, right: Vec<RecordBatch>) -> Run {
-        let mut slots = vec![(self.plan.left.as_str(), left)];
-        if self.plan.right != self.plan.left {
-            slots.push((self.plan.right.as_str(), right));
-        }
-        Run::new(&self.plan.plan, slots)
-    }
-
-    /// The rows waiting, per side.
-    pub fn snapshot(&self) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
-        let mut out = (Vec::new(), Vec::new());
-        for p in self.pending.values() {
-            out.0.extend(p.left.iter().cloned());
-            out.1.extend(p.right.iter().cloned());
-        }
-        out
-    }
-
-    pub fn rows_waiting(&self) -> usize {
-        self.pending
-            .values()
-            .map(|p| {
-                p.left
-                    .iter()
-                    .chain(&p.right)
-                    .map(RecordBatch::num_rows)
-                    .sum::<usize>()
-            })
-            .sum()
-    }
-}
-
-fn window_column(batch: &RecordBatch, name: &str) -> DfResult<TimestampMillisecondArray> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| datafusion::common::DataFusionError::Plan(format!("no {name} column")))?;
-    let column = cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
-    Ok(column
-        .as_any()
-        .downcast_ref::<TimestampMillisecondArray>()
-        .expect("cast to timestamp(ms)")
-        .clone())
-}
+use crate::view::{LATE_REASON, LATE_WATERMARK};
+use crate::window::{MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, WindowSpec};
 
 pub(crate) struct Windowed {
     pub plan: WindowedPlan,
+    template: Arc<Template>,
     state: WindowState,
     /// Input rows as the aggregation sees them, plus window and lateness columns.
     pub late_schema: SchemaRef,
     /// Columns of the per-row output kept in late rows (not DataFusion's
     /// internal `__common_expr_*` columns).
     late_columns: Vec<usize>,
+}
+
+/// Why a late row's event time could not be placed in any window.
+pub(crate) const OUT_OF_RANGE: &str = "event time outside the supported range (years 1 to 9999)";
+
+/// A batch's rows evaluated for a view, not yet applied.
+pub(crate) struct Update {
+    pub target: Target,
+    /// Rows for windows already final (or without a usable time).
+    pub late: Option<RecordBatch>,
+}
+
+/// Where a batch's on-time rows go.
+pub(crate) enum Target {
+    Nothing,
+    /// Per pane start, its rows.
+    Panes(Vec<(i64, Input)>),
+    /// Event times and rows, all on time.
+    Sessions(Vec<i64>, Input),
 }
 
 enum WindowState {
@@ -197,10 +64,12 @@ impl Windowed {
         ));
         let template = Arc::new(Template::new(plan.aggregates.clone(), key_schema)?);
         let state = match plan.spec {
-            WindowSpec::Session { gap } => WindowState::Sessions(Sessions::new(gap, template)?),
+            WindowSpec::Session { gap } => {
+                WindowState::Sessions(Sessions::new(gap, template.clone())?)
+            }
             spec => WindowState::Panes(PaneWindows::new(
                 spec.panes().expect("pane windows"),
-                template,
+                template.clone(),
             )),
         };
         let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
@@ -229,6 +98,7 @@ impl Windowed {
         fields.push(Arc::new(Field::new(LATE_REASON, DataType::Utf8, false)));
         Ok(Windowed {
             plan,
+            template,
             state,
             late_schema: Arc::new(Schema::new(fields)),
             late_columns,
@@ -249,16 +119,17 @@ impl Windowed {
         }
     }
 
-    /// Adds rows of the per-row plan's output. `closed`: windows ending at or
-    /// before it are final. Returns the late rows.
-    pub fn update(
-        &mut self,
-        batch: &RecordBatch,
-        closed: Option<i64>,
-    ) -> DfResult<Option<RecordBatch>> {
+    /// Evaluates rows of the per-row plan's output for the state, changing
+    /// nothing: which pane or session each row goes to, and which rows are
+    /// late. `closed`: windows ending at or before it are final.
+    pub fn prepare(&self, batch: &RecordBatch, closed: Option<i64>) -> DfResult<Update> {
         let rows = batch.num_rows();
+        let mut update = Update {
+            target: Target::Nothing,
+            late: None,
+        };
         if rows == 0 {
-            return Ok(None);
+            return Ok(update);
         }
         let times = self.plan.time.evaluate(batch)?.into_array(rows)?;
         let times = cast(&times, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
@@ -304,14 +175,26 @@ impl Windowed {
         };
         let closed_at = closed.unwrap_or(i64::MIN);
         let mut late = Late::default();
-        match &mut self.state {
+        // Times outside the supported range never reach window arithmetic
+        // (the source refuses them earlier; this guards other callers).
+        let usable = |i: usize, late: &mut Late| {
+            if times.is_null(i) {
+                late.push(i, None, "no event time");
+                false
+            } else if !(MIN_EVENT_TIME_MS..=MAX_EVENT_TIME_MS).contains(&times.value(i)) {
+                late.push(i, None, OUT_OF_RANGE);
+                false
+            } else {
+                true
+            }
+        };
+        match &self.state {
             WindowState::Panes(state) => {
                 let layout = state.layout;
                 let size = layout.window_size();
                 let mut by_pane: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
                 for i in 0..rows {
-                    if times.is_null(i) {
-                        late.push(i, None, "no event time");
+                    if !usable(i, &mut late) {
                         continue;
                     }
                     let pane = layout.pane_of(times.value(i));
@@ -330,29 +213,33 @@ impl Windowed {
                         by_pane.entry(pane).or_default().push(i as u32);
                     }
                 }
-                if by_pane.len() == 1 && by_pane.values().next().is_some_and(|v| v.len() == rows) {
+                let panes = if by_pane.len() == 1
+                    && by_pane.values().next().is_some_and(|v| v.len() == rows)
+                {
                     let (&pane, _) = by_pane.iter().next().expect("one pane");
-                    state.update(pane, &input)?;
+                    vec![(pane, input)]
                 } else {
-                    for (pane, indices) in by_pane {
-                        let part = input.take(&UInt32Array::from(indices))?;
-                        state.update(pane, &part)?;
-                    }
-                }
+                    by_pane
+                        .into_iter()
+                        .map(|(pane, indices)| Ok((pane, input.take(&UInt32Array::from(indices))?)))
+                        .collect::<DfResult<_>>()?
+                };
+                update.target = Target::Panes(panes);
             }
-            WindowState::Sessions(state) => {
+            WindowState::Sessions(_) => {
                 let mut on_time = Vec::with_capacity(rows);
                 for i in 0..rows {
-                    if times.is_null(i) {
-                        late.push(i, None, "no event time");
-                    } else if times.value(i) < closed_at {
+                    if !usable(i, &mut late) {
+                        continue;
+                    }
+                    if times.value(i) < closed_at {
                         late.push(i, None, "behind the watermark");
                     } else {
                         on_time.push(i as u32);
                     }
                 }
                 if on_time.len() == rows {
-                    state.update(times.values(), &input)?;
+                    update.target = Target::Sessions(times.values().to_vec(), input);
                 } else if !on_time.is_empty() {
                     let indices = UInt32Array::from(on_time);
                     let part = input.take(&indices)?;
@@ -361,15 +248,36 @@ impl Windowed {
                         .iter()
                         .map(|&i| times.value(i as usize))
                         .collect();
-                    state.update(&part_times, &part)?;
+                    update.target = Target::Sessions(part_times, part);
                 }
             }
         }
-        late.build(
+        update.late = late.build(
             &self.late_schema,
             &batch.project(&self.late_columns)?,
             closed,
-        )
+        )?;
+        Ok(update)
+    }
+
+    /// Adds prepared rows to the state. Fails only on a bug: the inputs were
+    /// evaluated against the state's own types by [`Windowed::prepare`].
+    pub fn apply(&mut self, target: Target) -> DfResult<()> {
+        match (&mut self.state, target) {
+            (_, Target::Nothing) => Ok(()),
+            (WindowState::Panes(state), Target::Panes(panes)) => {
+                for (pane, input) in panes {
+                    state.update(pane, &input)?;
+                }
+                Ok(())
+            }
+            (WindowState::Sessions(state), Target::Sessions(times, input)) => {
+                state.update(&times, &input)
+            }
+            _ => Err(datafusion::common::DataFusionError::Internal(
+                "prepared rows do not match the view's window kind".into(),
+            )),
+        }
     }
 
     /// Windows final once the watermark is `upto` (having been `after`).
@@ -438,12 +346,71 @@ impl Windowed {
         }
     }
 
-    pub fn restore(&mut self, batches: &[RecordBatch]) -> DfResult<()> {
-        match &mut self.state {
-            WindowState::Panes(p) => p.restore(batches),
-            WindowState::Sessions(s) => s.restore(batches),
+    /// A fresh state holding a snapshot's batches, checked against the
+    /// view's own state columns (names, types, values that must hold); the
+    /// view is unchanged until [`Windowed::set_state`].
+    pub fn restored(&self, batches: &[RecordBatch]) -> Result<RestoredState, String> {
+        let expected = match &self.state {
+            WindowState::Panes(_) => self.template.state_schema("__pane"),
+            WindowState::Sessions(s) => s.snapshot_schema(),
+        };
+        for (n, batch) in batches.iter().enumerate() {
+            check_columns(&expected, &batch.schema())
+                .map_err(|e| format!("state batch {n}: {e}"))?;
+        }
+        let state = match (&self.state, self.plan.spec) {
+            (WindowState::Panes(p), _) => {
+                let mut fresh = PaneWindows::new(p.layout, self.template.clone());
+                fresh.restore(batches).map_err(|e| e.to_string())?;
+                WindowState::Panes(fresh)
+            }
+            (WindowState::Sessions(_), WindowSpec::Session { gap }) => {
+                let mut fresh =
+                    Sessions::new(gap, self.template.clone()).map_err(|e| e.to_string())?;
+                fresh.restore(batches).map_err(|e| e.to_string())?;
+                WindowState::Sessions(fresh)
+            }
+            (WindowState::Sessions(_), _) => return Err("session state of a pane view".into()),
+        };
+        Ok(RestoredState(state))
+    }
+
+    pub fn set_state(&mut self, state: RestoredState) {
+        self.state = state.0;
+    }
+}
+
+/// A view's window state rebuilt from a snapshot, not yet in use.
+pub(crate) struct RestoredState(WindowState);
+
+/// Whether `got` has the columns of `expected`: the same number, names and
+/// types (nullability aside: state arrays may hold nulls either way).
+pub(crate) fn check_columns(expected: &Schema, got: &Schema) -> Result<(), String> {
+    if expected.fields().len() != got.fields().len() {
+        return Err(format!(
+            "{} columns where {} were expected ({})",
+            got.fields().len(),
+            expected.fields().len(),
+            expected
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for (e, g) in expected.fields().iter().zip(got.fields()) {
+        if e.name() != g.name() || e.data_type() != g.data_type() {
+            return Err(format!(
+                "column `{}` {} where `{}` {} was expected",
+                g.name(),
+                g.data_type(),
+                e.name(),
+                e.data_type()
+            ));
         }
     }
+    Ok(())
 }
 
 /// Late rows being collected for one input batch.
@@ -485,77 +452,5 @@ impl Late {
         columns.push(ts(vec![watermark; n]));
         columns.push(Arc::new(StringArray::from(self.reasons)));
         Ok(Some(RecordBatch::try_new(schema.clone(), columns)?))
-    }
-}
-
-/// Runs a plan reading the feed to completion, over all its partitions.
-async fn run(plan: &Arc<dyn ExecutionPlan>, ctx: &Arc<TaskContext>) -> DfResult<Vec<RecordBatch>> {
-    // Joins keep their build side between executions (HashJoinExec's
-    // OnceAsync): reset them, or a stream on the build side would be joined
-    // again with every later batch.
-    let joins = plan
-        .exists(|node| Ok(node.children().len() > 1))
-        .unwrap_or(true);
-    let plan = if joins {
-        reset_plan_states(plan.clone())?
-    } else {
-        plan.clone()
-    };
-    let mut out = Vec::new();
-    let partitions = plan.properties().partitioning.partition_count();
-    for p in 0..partitions {
-        let stream = plan.execute(p, ctx.clone())?;
-        let batches: Vec<RecordBatch> = stream.try_collect().await?;
-        out.extend(batches.into_iter().filter(|b| b.num_rows() > 0));
-    }
-    Ok(out)
-}
-
-/// A plan with the batches its feed scans will read. Owns what it needs, so
-/// running it borrows no view state across the await.
-pub(crate) struct Run {
-    plan: Arc<dyn ExecutionPlan>,
-    slots: Vec<(String, Vec<RecordBatch>)>,
-}
-
-impl Run {
-    pub fn new(plan: &Arc<dyn ExecutionPlan>, slots: Vec<(&str, Vec<RecordBatch>)>) -> Run {
-        Run {
-            plan: plan.clone(),
-            slots: slots
-                .into_iter()
-                .map(|(slot, batches)| (slot.to_owned(), batches))
-                .collect(),
-        }
-    }
-
-    /// Runs the plan with each slot's batches in the feed.
-    pub async fn execute(self, feed: &Feed, ctx: &Arc<TaskContext>) -> DfResult<Vec<RecordBatch>> {
-        for (slot, batches) in self.slots {
-            feed.set(&slot, batches);
-        }
-        let out = run(&self.plan, ctx).await;
-        feed.clear();
-        out
-    }
-}
-
-/// Watermark bookkeeping of a view.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Progress {
-    /// Current watermark (epoch ms), once known.
-    pub watermark: Option<i64>,
-    /// When all input went idle: (clock then, watermark base then).
-    pub idle_since: Option<(i64, i64)>,
-}
-
-static NO_STREAMS: BTreeSet<String> = BTreeSet::new();
-
-/// The streams a view reads directly.
-pub(crate) fn stream_inputs(kind: &Kind) -> &BTreeSet<String> {
-    match kind {
-        Kind::Windowed(w) => &w.plan.inputs,
-        Kind::Stateless(s) => &s.inputs,
-        Kind::Joined(_) => &NO_STREAMS,
     }
 }
