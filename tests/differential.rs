@@ -3,6 +3,11 @@
 //! order within the bound, some far behind; random batch splits and idle
 //! gaps; views of every window kind with every supported aggregate.
 //!
+//! Which events are late is decided by the spec's watermark
+//! (`kpiflow_tests::watermark`), computed from the batches' progress and the
+//! ticks, never by the engine's; the engine's watermark is asserted equal to
+//! it after every push and tick.
+//!
 //! For each view: the final rows equal the view's SQL as one batch query
 //! over all events minus the late ones; the late table holds exactly the
 //! (event, window) pairs that came after the window was final; the last
@@ -14,11 +19,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use datafusion::arrow::array::RecordBatch;
-use kpiflow_engine::{Emit, Engine, EngineConfig, MemorySink, WindowSpec};
+use kpiflow_engine::{Emit, Engine, EngineConfig, WindowSpec};
+use kpiflow_tests::Emitted;
 use kpiflow_tests::oracle::{
     LateRule, Table, assert_same_rows, batch_join_query, batch_query, with_closed,
 };
 use kpiflow_tests::sales::{Sale, progress, sales_rows};
+use kpiflow_tests::watermark::{self, WatermarkModel};
 use kpiflow_types::{SourceBatch, Stream};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -257,7 +264,7 @@ fn generate(
     out
 }
 
-async fn engine(cases: &[Case]) -> (Engine, MemorySink) {
+async fn engine(cases: &[Case]) -> (Engine, Emitted) {
     let mut engine = Engine::new(EngineConfig {
         out_of_orderness_ms: OUT_OF_ORDERNESS,
         ..EngineConfig::default()
@@ -274,21 +281,62 @@ async fn engine(cases: &[Case]) -> (Engine, MemorySink) {
     for join in joins() {
         engine.create_view(&join.name, &join.sql).await.unwrap();
     }
-    let sink = MemorySink::default();
-    engine.add_sink(Box::new(sink.clone()));
-    (engine, sink)
+    (engine, Emitted::default())
 }
 
-/// Everything idle, then the clock far ahead: every window closes.
-async fn close_all(engine: &mut Engine, partitions: i32, now: i64) {
+/// Everything idle, then the clock far ahead: every window closes. The
+/// models, if given, follow.
+async fn close_all(
+    engine: &mut Engine,
+    partitions: i32,
+    now: i64,
+    mut models: Option<&mut BTreeMap<&str, WatermarkModel>>,
+) {
     let idle = SourceBatch {
         stream: Stream::Sales,
         rows: sales_rows(&[], 0),
         partitions: (0..partitions).map(|p| progress(p, None, true)).collect(),
     };
     engine.push(&idle).await.unwrap();
-    engine.tick(now).await.unwrap();
-    engine.tick(now + 86_400_000).await.unwrap();
+    if let Some(models) = models.as_deref_mut() {
+        models.values_mut().for_each(|m| m.push(&idle));
+    }
+    for t in [now, now + 86_400_000] {
+        engine.tick(t).await.unwrap();
+        if let Some(models) = models.as_deref_mut() {
+            models.values_mut().for_each(|m| m.tick(t));
+        }
+    }
+}
+
+/// The engine's watermark of every view equals the spec's (and a join's is
+/// the smaller of its inputs').
+fn assert_watermarks(
+    engine: &Engine,
+    models: &BTreeMap<&str, WatermarkModel>,
+    seed: u64,
+    after: &str,
+) {
+    for (view, model) in models {
+        assert_eq!(
+            engine.watermark(view),
+            model.get(),
+            "view {view} (seed {seed}): the engine's watermark (left) is not the spec's (right) after the {after}"
+        );
+    }
+    for join in joins() {
+        let kind = join.name.trim_end_matches("_channels");
+        let want = watermark::joined(
+            models[format!("{kind}_online").as_str()].get(),
+            models[format!("{kind}_offline").as_str()].get(),
+        );
+        assert_eq!(
+            engine.watermark(&join.name),
+            want,
+            "view {} (seed {seed}): the engine's watermark (left) is not the spec's (right) after the {after}",
+            join.name
+        );
+    }
 }
 
 fn windows_of(spec: WindowSpec, t: i64) -> Vec<(i64, i64)> {
@@ -318,13 +366,24 @@ async fn check(
 ) {
     let cases = cases();
     let input = generate(seed, partitions, events, late_share, max_batch, idle_share);
-    let (mut engine, sink) = engine(&cases).await;
-    // Uninterrupted run, remembering each view's watermark as each event arrived.
+    let (mut engine, mut sink) = engine(&cases).await;
+    // Uninterrupted run, remembering each view's watermark as each event
+    // arrived: the spec's watermark computed from the batches and ticks, not
+    // the engine's, which is only compared with it.
+    let mut models: BTreeMap<&str, WatermarkModel> = cases
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                WatermarkModel::new(&[Stream::Sales], OUT_OF_ORDERNESS),
+            )
+        })
+        .collect();
     let mut closed: BTreeMap<&str, Vec<Option<i64>>> = BTreeMap::new();
     let mut now = 0;
     for (b, batch) in input.batches.iter().enumerate() {
         for case in &cases {
-            let w = engine.watermark(&case.name);
+            let w = models[case.name.as_str()].get();
             closed
                 .entry(&case.name)
                 .or_default()
@@ -334,39 +393,50 @@ async fn check(
                 ));
         }
         engine.push(batch).await.unwrap();
+        models.values_mut().for_each(|m| m.push(batch));
+        assert_watermarks(&engine, &models, seed, &format!("push of batch {b}"));
         now += 100;
         if b % 7 == 0 {
             engine.tick(now).await.unwrap();
+            models.values_mut().for_each(|m| m.tick(now));
+            assert_watermarks(&engine, &models, seed, &format!("tick after batch {b}"));
         }
     }
     // The last running values, then everything closed.
     engine.tick(now).await.unwrap();
+    models.values_mut().for_each(|m| m.tick(now));
+    assert_watermarks(&engine, &models, seed, "the last tick");
     let mut running = BTreeMap::new();
     for case in &cases {
         let (_, rows) = engine.live().rows(&case.name).unwrap();
         running.insert(case.name.as_str(), running_only(&rows));
     }
+    sink.collect(&mut engine);
     let final_before: BTreeMap<&str, usize> = cases
         .iter()
         .map(|c| (c.name.as_str(), sink.rows(&c.name, Emit::Final)))
         .collect();
-    close_all(&mut engine, partitions, now + 1).await;
+    close_all(&mut engine, partitions, now + 1, Some(&mut models)).await;
+    assert_watermarks(&engine, &models, seed, "close");
+    sink.collect(&mut engine);
 
     // The same input, snapshotted after a third of the batches and restored
     // into a fresh engine.
     let cut = input.batches.len() / 3;
-    let (mut first, first_sink) = engine_pair(&cases).await;
+    let (mut first, mut first_sink) = engine_pair(&cases).await;
     for batch in &input.batches[..cut] {
         first.push(batch).await.unwrap();
     }
     let snapshot = first.snapshot().unwrap();
+    first_sink.collect(&mut first);
     drop(first);
-    let (mut second, second_sink) = engine_pair(&cases).await;
+    let (mut second, mut second_sink) = engine_pair(&cases).await;
     second.restore(&snapshot).unwrap();
     for batch in &input.batches[cut..] {
         second.push(batch).await.unwrap();
     }
-    close_all(&mut second, partitions, now + 1).await;
+    close_all(&mut second, partitions, now + 1, None).await;
+    second_sink.collect(&mut second);
 
     let references = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sql/reference");
     let mut expected_by_view: BTreeMap<&str, Vec<RecordBatch>> = BTreeMap::new();
@@ -480,8 +550,8 @@ async fn check(
 }
 
 async fn check_joins(
-    sink: &MemorySink,
-    resumed: (&MemorySink, &MemorySink),
+    sink: &Emitted,
+    resumed: (&Emitted, &Emitted),
     expected_by_view: &BTreeMap<&str, Vec<RecordBatch>>,
     schemas: &BTreeMap<String, datafusion::arrow::datatypes::SchemaRef>,
     seed: u64,
@@ -516,7 +586,7 @@ async fn check_joins(
     }
 }
 
-async fn engine_pair(cases: &[Case]) -> (Engine, MemorySink) {
+async fn engine_pair(cases: &[Case]) -> (Engine, Emitted) {
     engine(cases).await
 }
 

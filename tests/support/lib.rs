@@ -4,6 +4,7 @@
 
 pub mod oracle;
 pub mod sales;
+pub mod watermark;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
