@@ -389,7 +389,7 @@ fn event_times_in_every_accepted_form() {
         (r#""2026-11-11 10:00:00""#, 1_794_391_200_000),
         (r#""2026\u002d11-11T10:00:00Z""#, 1_794_391_200_000),
         ("1794391200000", 1_794_391_200_000),
-        ("-1", -1),
+        ("946684800000", 946_684_800_000),
     ];
     let payloads: Vec<Vec<u8>> = cases
         .iter()
@@ -407,7 +407,7 @@ fn event_times_in_every_accepted_form() {
 
 #[test]
 fn escapes_in_keys_and_values_are_decoded() {
-    let payload = br#"{"event_time":1,"order_id":"O","channel":"online","region":"east","store_id":"S","\u0073ku":"K\u002d\"1\"\\\ud83d\ude00\n","quantity":1,"unit_price":1,"amount":1,"kind":"order"}"#;
+    let payload = br#"{"event_time":1794391200000,"order_id":"O","channel":"online","region":"east","store_id":"S","\u0073ku":"K\u002d\"1\"\\\ud83d\ude00\n","quantity":1,"unit_price":1,"amount":1,"kind":"order"}"#;
     let (batch, dead) = decode_all(Stream::Sales, &[payload]);
     assert!(dead.is_empty(), "{dead:?}");
     let batch = batch.unwrap();
@@ -417,7 +417,7 @@ fn escapes_in_keys_and_values_are_decoded() {
 
 #[test]
 fn nullable_fields_take_null_or_absence_and_unknown_fields_are_skipped() {
-    let payload = br#"{"event_time":1,"device_id":"D","plant_id":"P","line_id":"L","kind":"telemetry","state":"running","temperature_c":null,"vibration_mm_s":2,"inspector":"ann","extra":{"deep":[1,{"x":null}]},"more":[]}"#;
+    let payload = br#"{"event_time":1794391200000,"device_id":"D","plant_id":"P","line_id":"L","kind":"telemetry","state":"running","temperature_c":null,"vibration_mm_s":2,"inspector":"ann","extra":{"deep":[1,{"x":null}]},"more":[]}"#;
     let (batch, dead) = decode_all(Stream::Equipment, &[payload]);
     assert!(dead.is_empty(), "{dead:?}");
     let batch = batch.unwrap();
@@ -439,7 +439,7 @@ fn nullable_fields_take_null_or_absence_and_unknown_fields_are_skipped() {
 /// one field is a producer bug.
 #[test]
 fn a_repeated_field_is_refused() {
-    let payload = sales(r#"1,"sku":"again""#, r#""K""#, "1", "1");
+    let payload = sales(r#"1794391200000,"sku":"again""#, r#""K""#, "1", "1");
     let (_, dead) = decode_all(Stream::Sales, &[&payload]);
     assert_eq!(dead[0].kind, DeadLetterKind::Other);
     assert_eq!(dead[0].reason, "field `sku` appears more than once");
@@ -449,10 +449,10 @@ fn a_repeated_field_is_refused() {
 /// field has already appended its text fields, which must be cut back out.
 #[test]
 fn a_record_refused_late_leaves_nothing_in_the_batch() {
-    let good = sales("1", r#""GOOD-1""#, "1", "1");
-    let late = br#"{"event_time":2,"order_id":"BAD","channel":"BAD","region":"BAD","store_id":"BAD","sku":"BAD","quantity":3,"unit_price":1,"amount":1,"kind":7}"#;
-    let missing = br#"{"event_time":2,"order_id":"BAD","channel":"BAD","region":"BAD","store_id":"BAD","quantity":3,"unit_price":1,"amount":1,"kind":"x"}"#;
-    let good2 = sales("4", r#""GOOD-2""#, "4", "4");
+    let good = sales("1794391200001", r#""GOOD-1""#, "1", "1");
+    let late = br#"{"event_time":1794391200002,"order_id":"BAD","channel":"BAD","region":"BAD","store_id":"BAD","sku":"BAD","quantity":3,"unit_price":1,"amount":1,"kind":7}"#;
+    let missing = br#"{"event_time":1794391200002,"order_id":"BAD","channel":"BAD","region":"BAD","store_id":"BAD","quantity":3,"unit_price":1,"amount":1,"kind":"x"}"#;
+    let good2 = sales("1794391200004", r#""GOOD-2""#, "4", "4");
     let (batch, dead) = decode_all(Stream::Sales, &[&good, late, missing, &good2]);
     assert_eq!(dead.len(), 2);
     let batch = batch.unwrap();

@@ -9,7 +9,10 @@
 //! - we accept it ⇒ arrow-json accepts it alone, with the same row;
 //! - arrow-json accepts it and we do not ⇒ one of our deliberate extra rules
 //!   (a duplicated field, a string in a number field, a number that is not
-//!   integer milliseconds in a time field); otherwise arrow-json refuses it too;
+//!   integer milliseconds in a time field, a time outside the bounds as
+//!   arrow-json reads it); otherwise arrow-json refuses it too;
+//! - we accept it ⇒ its times are within the bounds (2000 to 2100, and
+//!   `event_time` at most a day past the decoder's wall clock, fixed here);
 //! - every refusal has a reason naming the field or the byte.
 //!
 //! Accepted records are decoded in batches among the refused ones, so the
@@ -23,11 +26,42 @@ use arrow_array::{Array, RecordBatch};
 use kpiflow_ingest::decode::{RawMessage, TopicDecoder};
 use kpiflow_ingest::simulator::{Scenario, SimConfig, Simulator};
 use kpiflow_types::source::{KAFKA_TS_COLUMN, OFFSET_COLUMN, PARTITION_COLUMN};
+use kpiflow_types::time::TimeBounds;
 use kpiflow_types::{DeadLetter, DeadLetterKind, Stream};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
+
+/// The wall clock the decoder measures the future skew from:
+/// 2026-11-20T00:00:00Z, nine days after the simulator's start.
+const NOW_MS: i64 = 1_795_132_800_000;
+
+/// Whether `field`'s time `ms` is one the decoder must accept: the default
+/// bounds written out, independently of `TimeBounds`.
+fn within_bounds(field: &str, ms: i64) -> bool {
+    const MIN_MS: i64 = 946_684_800_000; // 2000-01-01T00:00:00Z
+    const END_MS: i64 = 4_102_444_800_000; // 2100-01-01T00:00:00Z
+    const DAY_MS: i64 = 86_400_000;
+    (MIN_MS..END_MS).contains(&ms) && (field != "event_time" || ms <= NOW_MS + DAY_MS)
+}
+
+/// The time fields of `row` (one row of `stream`'s schema) that are not
+/// within bounds.
+fn times_out_of_bounds(stream: Stream, row: &RecordBatch) -> Vec<String> {
+    let schema = stream.schema();
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| matches!(f.data_type(), arrow_schema::DataType::Timestamp(..)))
+        .filter(|(i, f)| {
+            let column = row.column(*i).as_primitive::<TimestampMillisecondType>();
+            column.is_valid(0) && !within_bounds(f.name(), column.value(0))
+        })
+        .map(|(_, f)| f.name().clone())
+        .collect()
+}
 
 /// Awkward values, as JSON text.
 const VALUES: &[&str] = &[
@@ -335,7 +369,8 @@ fn deliberately_stricter(d: &DeadLetter) -> bool {
     }
 }
 
-fn check_stream(stream: Stream, seed: u64, count: usize) -> (usize, usize) {
+/// Records accepted, refused, and refused for a time out of bounds.
+fn check_stream(stream: Stream, seed: u64, count: usize) -> (usize, usize, usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let good: Vec<Vec<u8>> = Simulator::new(SimConfig {
         seed,
@@ -354,11 +389,13 @@ fn check_stream(stream: Stream, seed: u64, count: usize) -> (usize, usize) {
     }
     payloads.shuffle(&mut rng);
 
-    let mut decoder = TopicDecoder::new(stream, 97);
+    let mut decoder = TopicDecoder::with_time_bounds(stream, 97, TimeBounds::default());
+    decoder.set_wall_clock_ms(NOW_MS);
     let mut ours: Vec<RecordBatch> = Vec::new();
     let mut theirs: Vec<RecordBatch> = Vec::new();
     let mut accepted: Vec<usize> = Vec::new();
     let mut refused = 0;
+    let mut refused_for_time = 0;
     for (offset, payload) in payloads.iter().enumerate() {
         let message = RawMessage {
             partition: (offset % 5) as i32,
@@ -385,6 +422,11 @@ fn check_stream(stream: Stream, seed: u64, count: usize) -> (usize, usize) {
                 let row = arrow.unwrap_or_else(|| {
                     panic!("{stream}: accepted what arrow-json refuses: {text}")
                 });
+                let outside = times_out_of_bounds(stream, &row);
+                assert!(
+                    outside.is_empty(),
+                    "{stream}: accepted times out of bounds in {outside:?}: {text}"
+                );
                 theirs.push(row);
                 accepted.push(offset);
             }
@@ -408,12 +450,38 @@ fn check_stream(stream: Stream, seed: u64, count: usize) -> (usize, usize) {
                     d.reason,
                     strict.err()
                 );
+                // A time refused for its bounds: as arrow-json reads the
+                // field, it is out of them too.
+                let time_refused = match d.kind {
+                    DeadLetterKind::TimeOutOfRange | DeadLetterKind::FutureTime => {
+                        let field = d.reason.split('`').nth(1).unwrap_or_default();
+                        assert!(
+                            d.kind != DeadLetterKind::FutureTime || field == "event_time",
+                            "{stream}: only event_time has a future bound: {}",
+                            d.reason
+                        );
+                        // (With a field repeated, arrow-json's row has its last value.)
+                        if let Some(row) =
+                            arrow.as_ref().filter(|_| !repeats_a_field(stream, payload))
+                        {
+                            assert!(
+                                times_out_of_bounds(stream, row).iter().any(|f| f == field),
+                                "{stream}: {} but arrow-json reads it within bounds: {text}",
+                                d.reason
+                            );
+                        }
+                        refused_for_time += 1;
+                        true
+                    }
+                    _ => false,
+                };
                 // arrow-json keeps a repeated field's last value; we refuse the
                 // record, for the first problem in it.
                 assert!(
                     arrow.is_none()
                         || !strict_object
                         || deliberately_stricter(&d)
+                        || time_refused
                         || repeats_a_field(stream, payload),
                     "{stream}: refused what arrow-json accepts: {}: {text}",
                     d.reason
@@ -463,18 +531,19 @@ fn check_stream(stream: Stream, seed: u64, count: usize) -> (usize, usize) {
             assert_eq!(ts.value(row), offset as i64 * 10);
         }
     }
-    (accepted.len(), refused)
+    (accepted.len(), refused, refused_for_time)
 }
 
 #[test]
 fn agrees_with_arrow_json_on_every_record_both_accept() {
     for (n, stream) in Stream::ALL.into_iter().enumerate() {
         for seed in 0..3 {
-            let (accepted, refused) = check_stream(stream, 1_000 * n as u64 + seed, 4_000);
-            // Both outcomes well exercised.
+            let (accepted, refused, refused_for_time) =
+                check_stream(stream, 1_000 * n as u64 + seed, 4_000);
+            // Both outcomes well exercised, time bounds included.
             assert!(
-                accepted > 1_000 && refused > 1_000,
-                "{stream}: {accepted} {refused}"
+                accepted > 1_000 && refused > 1_000 && refused_for_time > 20,
+                "{stream}: {accepted} {refused} {refused_for_time}"
             );
         }
     }

@@ -72,6 +72,17 @@ pub enum DeadLetterKind {
     BadTimestamp,
     /// No payload (a tombstone or empty message).
     EmptyPayload,
+    /// A time field parsed but lies outside the source's sane range (by
+    /// default 2000-01-01T00:00:00Z to 2100-01-01T00:00:00Z, see
+    /// [`TimeBounds`](crate::time::TimeBounds)): most often epoch
+    /// microseconds or nanoseconds sent as milliseconds, or a placeholder
+    /// such as `i64::MAX`. Accepted, it would move watermarks to a year no
+    /// other event reaches.
+    TimeOutOfRange,
+    /// `event_time` is further ahead of the wall clock than the source
+    /// allows (by default a day): a producer clock or time zone gone wrong.
+    /// Past times are never refused for their age.
+    FutureTime,
     /// Anything else the decoder refused; the reason has its message.
     Other,
 }
@@ -85,6 +96,8 @@ impl DeadLetterKind {
             DeadLetterKind::MissingField => "missing_field",
             DeadLetterKind::BadTimestamp => "bad_timestamp",
             DeadLetterKind::EmptyPayload => "empty_payload",
+            DeadLetterKind::TimeOutOfRange => "time_out_of_range",
+            DeadLetterKind::FutureTime => "future_time",
             DeadLetterKind::Other => "other",
         }
     }

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use kpiflow_types::DeadLetterKind;
+use kpiflow_types::time::TimeRefusal;
 
 use super::json::SyntaxError;
 
@@ -26,6 +27,12 @@ pub enum Problem {
     WrongType { field: usize, value: (usize, usize) },
     /// A time field's value is neither a time nor integer epoch milliseconds.
     BadTime { field: usize, value: (usize, usize) },
+    /// A time field's value is a time, but outside the reader's bounds.
+    TimeBounds {
+        field: usize,
+        value: (usize, usize),
+        refusal: TimeRefusal,
+    },
     /// A number that does not fit the field's integer type.
     OutOfRange { field: usize, value: (usize, usize) },
     /// A field named twice: a producer bug, and which value is meant is a guess.
@@ -82,6 +89,14 @@ pub fn explain<'a>(
                 value(v)
             ),
         ),
+        Problem::TimeBounds {
+            field: i,
+            value: (start, end),
+            refusal,
+        } => (
+            refusal.kind(),
+            refusal.reason(field(i).0, &written(&payload[start..end])),
+        ),
         Problem::OutOfRange { field: i, value: v } => (
             DeadLetterKind::Other,
             format!(
@@ -98,6 +113,16 @@ pub fn explain<'a>(
             DeadLetterKind::Other,
             "the batch's text would exceed 2 GiB; record not decoded".to_owned(),
         ),
+    }
+}
+
+/// A value as written in the message, cut short past 64 characters.
+fn written(text: &[u8]) -> String {
+    let text = String::from_utf8_lossy(text);
+    if text.chars().count() > 64 {
+        format!("{}…", text.chars().take(64).collect::<String>())
+    } else {
+        text.into_owned()
     }
 }
 

@@ -7,6 +7,11 @@
 //! next batch ([`columns`]). A record refused halfway is cut back out of the
 //! columns, so it is dead-lettered at [`TopicDecoder::push`] with its reason
 //! ([`diagnose`]) and the batch never needs decoding again.
+//!
+//! Times are held to a [`TimeBounds`] where they are converted: outside its
+//! range (any time field) or too far ahead of the wall clock (`event_time`),
+//! a record is refused like any other bad one, with a reason naming the
+//! field, the value as written and the bound.
 
 mod columns;
 mod diagnose;
@@ -16,6 +21,7 @@ mod time;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use kpiflow_types::time::TimeBounds;
 use kpiflow_types::{DeadLetter, DeadLetterKind, Stream};
 
 use columns::{Column, Kind, Values};
@@ -47,12 +53,25 @@ pub struct TopicDecoder {
 }
 
 impl TopicDecoder {
-    /// A decoder producing batches of at most `max_rows` rows.
+    /// A decoder producing batches of at most `max_rows` rows, holding
+    /// times to the default [`TimeBounds`] (2000 to 2100, `event_time` at
+    /// most a day ahead of the wall clock, read now).
     pub fn new(stream: Stream, max_rows: usize) -> TopicDecoder {
+        TopicDecoder::with_time_bounds(stream, max_rows, TimeBounds::default())
+    }
+
+    /// A decoder producing batches of at most `max_rows` rows, holding times
+    /// to `bounds` (check them with [`TimeBounds::validate`] first: an empty
+    /// range refuses every record). The future skew is measured from the
+    /// wall clock read here, until [`set_wall_clock_ms`](Self::set_wall_clock_ms)
+    /// gives a newer one: a decoder that lives long must be given the clock
+    /// regularly, or it refuses times ahead of the clock it last read.
+    pub fn with_time_bounds(stream: Stream, max_rows: usize, bounds: TimeBounds) -> TopicDecoder {
         let max_rows = max_rows.max(1);
         let table_schema = stream.schema();
         let output_schema = stream.source_schema();
-        let reader = RecordReader::new(&table_schema);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let reader = RecordReader::new(&table_schema, bounds, now_ms);
         let capacity = max_rows.min(MAX_RESERVED_ROWS);
         let columns = output_schema
             .fields()
@@ -71,6 +90,19 @@ impl TopicDecoder {
             rows: 0,
             max_rows,
         }
+    }
+
+    /// Measures the future-skew bound from `now_ms` (the wall clock, epoch
+    /// ms) for the records pushed from now on. Cheap; the source calls it
+    /// once per chunk of messages rather than reading the clock per record.
+    pub fn set_wall_clock_ms(&mut self, now_ms: i64) {
+        let bounds = self.reader.time_bounds();
+        self.reader.set_time_bounds(bounds, now_ms);
+    }
+
+    /// The bounds times are held to.
+    pub fn time_bounds(&self) -> TimeBounds {
+        self.reader.time_bounds()
     }
 
     /// The stream this decoder builds batches for.

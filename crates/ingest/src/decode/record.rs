@@ -17,6 +17,10 @@
 //!   numbers as strings.
 //! - `null` or absence is a null for nullable fields and refuses the record
 //!   for the others.
+//! - Every time must lie in the reader's [`TimeBounds`] range, and a field
+//!   named `event_time` must not be more than their skew ahead of the wall
+//!   clock last given ([`RecordReader::set_time_bounds`]): two integer
+//!   comparisons where the time is converted.
 //!
 //! A syntax error anywhere in the message outranks a field's problem: the
 //! rest of a record is still checked after its first bad field. Otherwise the
@@ -25,6 +29,8 @@
 
 use arrow_schema::Schema;
 use kpiflow_types::DeadLetterKind;
+use kpiflow_types::stream::EVENT_TIME;
+use kpiflow_types::time::{TimeBounds, TimeRefusal};
 
 use super::columns::{Column, Kind, Values};
 use super::diagnose::{self, Expected, Problem};
@@ -39,6 +45,11 @@ struct FieldSpec {
     name: String,
     key: Key,
     kind: Kind,
+    /// For a time field, the exclusive end of the times accepted (the
+    /// range's end, or for `event_time` the skew's if earlier).
+    time_end: i64,
+    /// Named `event_time`: also held to the future-skew bound.
+    is_event_time: bool,
 }
 
 /// A field's name and closing quote as 8-byte words, to recognise the
@@ -97,6 +108,11 @@ pub struct RecordReader {
     /// Unescaped keys and time strings.
     scratch: Vec<u8>,
     times: time::TimeParser,
+    bounds: TimeBounds,
+    /// The wall clock (epoch ms) the future-skew bound was last measured from.
+    now_ms: i64,
+    /// Earliest time accepted (inclusive), `bounds.min_ms`.
+    time_min: i64,
     /// A text column passed [`TEXT_FULL`] bytes since the last [`RecordReader::clear_full`].
     text_full: bool,
 }
@@ -106,12 +122,13 @@ pub struct RecordReader {
 const TEXT_FULL: usize = 1 << 30;
 
 impl RecordReader {
-    /// A reader for `schema`.
+    /// A reader for `schema`, holding times to `bounds` with the wall
+    /// clock at `now_ms` (see [`set_time_bounds`](Self::set_time_bounds)).
     ///
     /// # Panics
     /// When `schema` has more than [`MAX_FIELDS`] fields or a type [`Kind`]
     /// does not cover: the stream schemas are fixed, so that is a bug.
-    pub fn new(schema: &Schema) -> RecordReader {
+    pub fn new(schema: &Schema, bounds: TimeBounds, now_ms: i64) -> RecordReader {
         assert!(schema.fields().len() <= MAX_FIELDS, "at most 64 fields");
         let mut required = 0;
         let mut nullable = 0;
@@ -130,16 +147,77 @@ impl RecordReader {
                     key: Key::new(f.name()),
                     kind: Kind::of(f)
                         .unwrap_or_else(|| panic!("unsupported type for field {}", f.name())),
+                    time_end: i64::MAX,
+                    is_event_time: f.name() == EVENT_TIME,
                 }
             })
             .collect();
-        RecordReader {
+        let mut reader = RecordReader {
             fields,
             required,
             nullable,
             scratch: Vec::new(),
             times: time::TimeParser::default(),
+            bounds,
+            now_ms,
+            time_min: bounds.min_ms,
             text_full: false,
+        };
+        reader.set_time_bounds(bounds, now_ms);
+        reader
+    }
+
+    /// Holds every time field to `bounds`' range and `event_time` also to
+    /// their future skew, measured from the wall clock `now_ms` (epoch ms).
+    /// Cheap: the source calls it once per chunk of messages with the clock
+    /// read once.
+    pub fn set_time_bounds(&mut self, bounds: TimeBounds, now_ms: i64) {
+        self.bounds = bounds;
+        self.now_ms = now_ms;
+        self.time_min = bounds.min_ms;
+        let event_time_end = bounds.event_time_end(now_ms);
+        for f in &mut self.fields {
+            f.time_end = if f.is_event_time {
+                event_time_end
+            } else {
+                bounds.max_ms
+            };
+        }
+    }
+
+    /// The bounds times are held to.
+    pub fn time_bounds(&self) -> TimeBounds {
+        self.bounds
+    }
+
+    /// Whether field `f`'s time `ms` (written at `value`) is within bounds.
+    #[inline(always)]
+    fn check_time(&self, f: usize, ms: i64, value: (usize, usize)) -> Result<(), Problem> {
+        if ms >= self.time_min && ms < self.fields[f].time_end {
+            Ok(())
+        } else {
+            Err(self.refuse_time(f, ms, value))
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refuse_time(&self, f: usize, ms: i64, value: (usize, usize)) -> Problem {
+        let checked = if self.fields[f].is_event_time {
+            self.bounds.check_event_time(ms, self.now_ms)
+        } else {
+            self.bounds.check(ms)
+        };
+        // `time_end` is derived from the same bounds, so the check fails too.
+        let refusal = checked.err().unwrap_or(TimeRefusal::OutOfRange {
+            ms,
+            min_ms: self.bounds.min_ms,
+            max_ms: self.bounds.max_ms,
+        });
+        Problem::TimeBounds {
+            field: f,
+            value,
+            refusal,
         }
     }
 
@@ -312,10 +390,12 @@ impl RecordReader {
             (Values::Int64(values), b'-' | b'0'..=b'9') => {
                 let n = number(bytes, i)?;
                 if kind == Kind::TimestampMs {
-                    values.push(n.as_i64().ok_or(Problem::BadTime {
+                    let ms = n.as_i64().ok_or(Problem::BadTime {
                         field: f,
                         value: (i, n.end),
-                    })?);
+                    })?;
+                    self.check_time(f, ms, (i, n.end))?;
+                    values.push(ms);
                 } else {
                     // As arrow-json: the integer, else the float truncated if in range.
                     let value = n.as_i64().or_else(|| {
@@ -341,10 +421,12 @@ impl RecordReader {
                 } else {
                     raw
                 };
-                values.push(self.times.parse_ms(text).ok_or(Problem::BadTime {
+                let ms = self.times.parse_ms(text).ok_or(Problem::BadTime {
                     field: f,
                     value: (i, s.end),
-                })?);
+                })?;
+                self.check_time(f, ms, (i, s.end))?;
+                values.push(ms);
                 s.end
             }
             (Values::Int32(values), b'-' | b'0'..=b'9') => {
@@ -421,7 +503,7 @@ mod tests {
     fn check(message: &str) -> Result<(), Problem> {
         let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Utf8, true)]));
         let mut columns = vec![Column::new(schema.field(0), Kind::Utf8, 1)];
-        RecordReader::new(&schema).read(message.as_bytes(), &mut columns)
+        RecordReader::new(&schema, TimeBounds::default(), 0).read(message.as_bytes(), &mut columns)
     }
 
     #[test]
@@ -481,7 +563,8 @@ mod tests {
         let invalid_utf8 = b"{\"a\":\"\xff\"}";
         let schema = Schema::new(vec![Field::new("a", DataType::Utf8, true)]);
         let mut columns = vec![Column::new(schema.field(0), Kind::Utf8, 1)];
-        let e = RecordReader::new(&schema).read(invalid_utf8, &mut columns);
+        let e =
+            RecordReader::new(&schema, TimeBounds::default(), 0).read(invalid_utf8, &mut columns);
         assert!(
             matches!(e, Err(Problem::Syntax(ref e)) if e.message.contains("UTF-8")),
             "{e:?}"

@@ -118,10 +118,9 @@ impl Batcher {
     ) -> Batcher {
         Batcher {
             decoders: Stream::ALL.map(|s| {
-                config
-                    .streams
-                    .contains(&s)
-                    .then(|| TopicDecoder::new(s, config.max_batch_rows))
+                config.streams.contains(&s).then(|| {
+                    TopicDecoder::with_time_bounds(s, config.max_batch_rows, config.time_bounds)
+                })
             }),
             config,
             consumer,
@@ -270,6 +269,9 @@ impl Batcher {
 
     fn on_chunk(&mut self, chunk: &Chunk) -> Result<(), Stopped> {
         let stream = chunk.stream;
+        // The future-skew bound is measured from the clock once a chunk.
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        self.decoder(stream).set_wall_clock_ms(now_ms);
         let unreported = self.unreported.entry(stream).or_default();
         unreported.0 += chunk.len() as u64;
         unreported.1 += chunk.payload_bytes() as u64;

@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use kpiflow_types::time::TimeBounds;
 use kpiflow_types::{DeadLetter, SourceBatch, Stream};
 
 use crate::error::{Error, Result};
@@ -61,6 +62,11 @@ pub struct SourceConfig {
     pub batch_capacity: usize,
     /// Dead letters waiting for their sink, at most.
     pub dead_letter_capacity: usize,
+    /// Times accepted: every time field within the range, `event_time` at
+    /// most the skew ahead of the wall clock; others become dead letters
+    /// (`time_out_of_range`, `future_time`). Default: 2000-01-01T00:00:00Z
+    /// to 2100-01-01T00:00:00Z, a day ahead.
+    pub time_bounds: TimeBounds,
     /// Also produce every dead letter to `<topic>.dlq`.
     pub dead_letter_topics: bool,
     /// Offsets to start from, overriding committed ones (recovery).
@@ -85,6 +91,7 @@ impl SourceConfig {
             idle_timeout: Duration::from_secs(5),
             batch_capacity: 8,
             dead_letter_capacity: 4096,
+            time_bounds: TimeBounds::default(),
             dead_letter_topics: false,
             start_offsets: HashMap::new(),
             auto_offset_reset: "earliest".into(),
@@ -112,6 +119,8 @@ impl SourceConfig {
                 "auto.offset.reset must be earliest or latest, got '{}'",
                 self.auto_offset_reset
             ))
+        } else if let Err(e) = self.time_bounds.validate() {
+            Some(format!("the source's {e}"))
         } else {
             None
         };
