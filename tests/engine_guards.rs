@@ -80,15 +80,25 @@ async fn an_event_time_no_window_can_hold_is_a_late_row_and_moves_nothing() {
         .collect();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(
-        reasons.iter().all(|r| r.contains("outside the supported range")),
+        reasons
+            .iter()
+            .all(|r| r.contains("outside the supported range")),
         "{reasons:?}"
     );
     // The good event's window closes as usual.
     engine
-        .push(&push_of(&[sale(t0 + 2 * MINUTE, 0, "B", "online", 1, 1.0)], 3, Some(t0 + 2 * MINUTE), false))
+        .push(&push_of(
+            &[sale(t0 + 2 * MINUTE, 0, "B", "online", 1, 1.0)],
+            3,
+            Some(t0 + 2 * MINUTE),
+            false,
+        ))
         .await
         .unwrap();
-    assert_eq!(orders(&sink.collect(&mut engine).batches("v", Emit::Final)), 1);
+    assert_eq!(
+        orders(&sink.collect(&mut engine).batches("v", Emit::Final)),
+        1
+    );
     assert!(engine.watermark("v").unwrap() < MAX_EVENT_TIME_MS);
 }
 
@@ -114,12 +124,19 @@ async fn a_watermark_jumping_a_year_closes_the_open_windows_in_time_of_the_state
         .await
         .unwrap();
     let later = [sale(t0 + YEAR, 0, "S1", "online", 1, 1.0)];
-    tokio::time::timeout(HANG, engine.push(&push_of(&later, 100, Some(t0 + YEAR), false)))
-        .await
-        .expect("closing a year of windows took longer than the state allows")
-        .unwrap();
+    tokio::time::timeout(
+        HANG,
+        engine.push(&push_of(&later, 100, Some(t0 + YEAR), false)),
+    )
+    .await
+    .expect("closing a year of windows took longer than the state allows")
+    .unwrap();
     let out = sink.collect(&mut engine);
-    assert_eq!(orders(&out.batches("m", Emit::Final)), 100, "every minute window of the first events closed");
+    assert_eq!(
+        orders(&out.batches("m", Emit::Final)),
+        100,
+        "every minute window of the first events closed"
+    );
     // Each event is in 60 one-second-sliding windows.
     assert_eq!(orders(&out.batches("v", Emit::Final)), 100 * 60);
     let stats = engine.stats("v").unwrap();
@@ -132,25 +149,46 @@ async fn a_batch_without_its_streams_columns_is_applied_to_no_view() {
     let mut sink = Emitted::default();
     let t0 = 1_790_000_000_000;
     engine
-        .push(&push_of(&[sale(t0, 0, "A", "online", 1, 1.0)], 0, Some(t0), false))
+        .push(&push_of(
+            &[sale(t0, 0, "A", "online", 1, 1.0)],
+            0,
+            Some(t0),
+            false,
+        ))
         .await
         .unwrap();
     let before = engine.stats("v").unwrap();
     let rows = sales_rows(&[sale(t0 + 1, 0, "A", "online", 1, 1.0)], 1);
     let wrong = rows.project(&[0, 1, 2]).unwrap();
     let err = engine
-        .push(&batch(Stream::Sales, wrong, vec![progress(0, Some(t0 + 5 * MINUTE), false)]))
+        .push(&batch(
+            Stream::Sales,
+            wrong,
+            vec![progress(0, Some(t0 + 5 * MINUTE), false)],
+        ))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Batch { .. }), "{err}");
     assert_eq!(err.class(), ErrorClass::BadInput);
-    assert_eq!(engine.stats("v").unwrap(), before, "the refused batch changed the view");
+    assert_eq!(
+        engine.stats("v").unwrap(),
+        before,
+        "the refused batch changed the view"
+    );
     // The engine goes on.
     engine
-        .push(&push_of(&[sale(t0 + 2 * MINUTE, 0, "A", "online", 1, 1.0)], 1, Some(t0 + 2 * MINUTE), false))
+        .push(&push_of(
+            &[sale(t0 + 2 * MINUTE, 0, "A", "online", 1, 1.0)],
+            1,
+            Some(t0 + 2 * MINUTE),
+            false,
+        ))
         .await
         .unwrap();
-    assert_eq!(orders(&sink.collect(&mut engine).batches("v", Emit::Final)), 1);
+    assert_eq!(
+        orders(&sink.collect(&mut engine).batches("v", Emit::Final)),
+        1
+    );
 }
 
 #[tokio::test]
@@ -160,9 +198,18 @@ async fn rows_a_join_waits_for_are_capped_and_counted() {
         ..EngineConfig::default()
     };
     let views = [
-        ("s", "SELECT sku, count(*) AS orders FROM sales GROUP BY tumble(event_time, INTERVAL '1 minute'), sku"),
-        ("p", "SELECT sku, sum(quantity_good) AS made FROM production GROUP BY tumble(event_time, INTERVAL '1 minute'), sku"),
-        ("j", "SELECT s.sku, s.orders, p.made FROM s JOIN p ON s.window_start = p.window_start AND s.sku = p.sku"),
+        (
+            "s",
+            "SELECT sku, count(*) AS orders FROM sales GROUP BY tumble(event_time, INTERVAL '1 minute'), sku",
+        ),
+        (
+            "p",
+            "SELECT sku, sum(quantity_good) AS made FROM production GROUP BY tumble(event_time, INTERVAL '1 minute'), sku",
+        ),
+        (
+            "j",
+            "SELECT s.sku, s.orders, p.made FROM s JOIN p ON s.window_start = p.window_start AND s.sku = p.sku",
+        ),
     ];
     let mut engine = engine_with(config, &views).await;
     let t0 = 1_790_000_000_000;
@@ -182,15 +229,29 @@ async fn rows_a_join_waits_for_are_capped_and_counted() {
 #[tokio::test]
 async fn idle_input_that_never_saw_an_event_moves_with_the_clock_and_releases_joins() {
     let views = [
-        ("s", "SELECT sku, count(*) AS orders FROM sales GROUP BY tumble(event_time, INTERVAL '1 minute'), sku"),
-        ("p", "SELECT sku, sum(quantity_good) AS made FROM production GROUP BY tumble(event_time, INTERVAL '1 minute'), sku"),
-        ("j", "SELECT s.sku, s.orders, p.made FROM s LEFT JOIN p ON s.window_start = p.window_start AND s.sku = p.sku"),
+        (
+            "s",
+            "SELECT sku, count(*) AS orders FROM sales GROUP BY tumble(event_time, INTERVAL '1 minute'), sku",
+        ),
+        (
+            "p",
+            "SELECT sku, sum(quantity_good) AS made FROM production GROUP BY tumble(event_time, INTERVAL '1 minute'), sku",
+        ),
+        (
+            "j",
+            "SELECT s.sku, s.orders, p.made FROM s LEFT JOIN p ON s.window_start = p.window_start AND s.sku = p.sku",
+        ),
     ];
     let mut engine = engine_with(EngineConfig::default(), &views).await;
     let mut sink = Emitted::default();
     let t0 = 1_790_000_000_000;
     engine
-        .push(&push_of(&[sale(t0, 0, "A", "online", 1, 1.0)], 0, Some(t0), true))
+        .push(&push_of(
+            &[sale(t0, 0, "A", "online", 1, 1.0)],
+            0,
+            Some(t0),
+            true,
+        ))
         .await
         .unwrap();
     // Production's one partition: idle, never an event.

@@ -121,13 +121,20 @@ fn apply(snapshot: &Snapshot, damage: &Damage) -> Option<Snapshot> {
         }
         Damage::DropColumn { entry, column } => {
             let (_, b) = &mut s.entries[entry % n];
-            let keep: Vec<usize> = (0..b.num_columns()).filter(|&c| c != column % b.num_columns()).collect();
+            let keep: Vec<usize> = (0..b.num_columns())
+                .filter(|&c| c != column % b.num_columns())
+                .collect();
             *b = b.project(&keep).unwrap();
         }
         Damage::Retype { entry, column } => {
             let (_, b) = &mut s.entries[entry % n];
             let c = column % b.num_columns();
-            let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            let mut fields: Vec<Field> = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
             if fields[c].data_type() == &DataType::Utf8 {
                 fields[c] = Field::new(fields[c].name(), DataType::Int64, true);
                 let mut columns: Vec<ArrayRef> = b.columns().to_vec();
@@ -152,7 +159,9 @@ fn apply(snapshot: &Snapshot, damage: &Damage) -> Option<Snapshot> {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
 }
 
 #[test]

@@ -224,6 +224,13 @@ async fn a_final_checkpoint_restores_into_a_fresh_pipeline() {
     let run = tokio::spawn(second.run(feed, CancellationToken::new()));
     tx.send(minute(5)).await.unwrap();
     drop(tx);
-    tokio::time::timeout(WAIT, run).await.unwrap().unwrap().unwrap();
-    assert_eq!(sink.rows("v", Emit::Final) + resumed.rows("v", Emit::Final), 3);
+    tokio::time::timeout(WAIT, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sink.rows("v", Emit::Final) + resumed.rows("v", Emit::Final),
+        3
+    );
 }
