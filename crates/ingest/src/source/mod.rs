@@ -19,7 +19,11 @@
 
 mod batcher;
 mod context;
+mod dlq;
+mod held_dead_letters;
 mod poll;
+mod progress;
+mod revocation;
 
 use std::collections::HashMap;
 use std::sync::Arc;
