@@ -36,6 +36,11 @@ fn push_of(sales: &[Sale], first_offset: i64, max: Option<i64>, idle: bool) -> S
     )
 }
 
+/// One sale at `t` on partition 0, its time the partition's latest.
+fn one(t: i64, offset: i64, sku: &str) -> SourceBatch {
+    push_of(&[sale(t, 0, sku, "online", 1, 1.0)], offset, Some(t), false)
+}
+
 fn orders(batches: &[RecordBatch]) -> i64 {
     batches
         .iter()
@@ -86,15 +91,7 @@ async fn an_event_time_no_window_can_hold_is_a_late_row_and_moves_nothing() {
         "{reasons:?}"
     );
     // The good event's window closes as usual.
-    engine
-        .push(&push_of(
-            &[sale(t0 + 2 * MINUTE, 0, "B", "online", 1, 1.0)],
-            3,
-            Some(t0 + 2 * MINUTE),
-            false,
-        ))
-        .await
-        .unwrap();
+    engine.push(&one(t0 + 2 * MINUTE, 3, "B")).await.unwrap();
     assert_eq!(
         orders(&sink.collect(&mut engine).batches("v", Emit::Final)),
         1
@@ -148,15 +145,7 @@ async fn a_batch_without_its_streams_columns_is_applied_to_no_view() {
     let mut engine = engine_with(EngineConfig::default(), &[("v", PER_MINUTE)]).await;
     let mut sink = Emitted::default();
     let t0 = 1_790_000_000_000;
-    engine
-        .push(&push_of(
-            &[sale(t0, 0, "A", "online", 1, 1.0)],
-            0,
-            Some(t0),
-            false,
-        ))
-        .await
-        .unwrap();
+    engine.push(&one(t0, 0, "A")).await.unwrap();
     let before = engine.stats("v").unwrap();
     let rows = sales_rows(&[sale(t0 + 1, 0, "A", "online", 1, 1.0)], 1);
     let wrong = rows.project(&[0, 1, 2]).unwrap();
@@ -176,15 +165,7 @@ async fn a_batch_without_its_streams_columns_is_applied_to_no_view() {
         "the refused batch changed the view"
     );
     // The engine goes on.
-    engine
-        .push(&push_of(
-            &[sale(t0 + 2 * MINUTE, 0, "A", "online", 1, 1.0)],
-            1,
-            Some(t0 + 2 * MINUTE),
-            false,
-        ))
-        .await
-        .unwrap();
+    engine.push(&one(t0 + 2 * MINUTE, 1, "A")).await.unwrap();
     assert_eq!(
         orders(&sink.collect(&mut engine).batches("v", Emit::Final)),
         1
