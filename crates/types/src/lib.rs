@@ -21,3 +21,4 @@ pub use sink::{BoxError, Emit, Epoch, Prepared, Sink, SinkError, ViewRows};
 pub use snapshot::{SNAPSHOT_FORMAT_VERSION, Snapshot};
 pub use source::{DeadLetter, DeadLetterKind, PartitionProgress, SourceBatch};
 pub use stream::{Stream, UnknownStream};
+pub use time::TimeBounds;
