@@ -304,26 +304,202 @@ impl Collected {
     }
 }
 
-/// Receives from a source until `done` says so or `timeout` passes (then panics
-/// with what arrived).
-pub async fn collect_until(
+/// Per (topic, partition), the offsets `[from, until)` a test expects to
+/// receive.
+pub type OffsetRanges = std::collections::BTreeMap<(String, i32), (i64, i64)>;
+
+/// The offsets of the records written between two fences: from the high
+/// watermarks `before` the first records (0 for a partition that did not
+/// exist) up to the fence record that `after` (the high watermarks read
+/// just after the closing [`fence`]) ends with.
+pub fn fenced_offsets(
+    before: &HashMap<(String, i32), i64>,
+    after: &HashMap<(String, i32), i64>,
+) -> OffsetRanges {
+    after
+        .iter()
+        .map(|(tp, &high)| {
+            let from = before.get(tp).copied().unwrap_or(0);
+            (tp.clone(), (from, (high - 1).max(from)))
+        })
+        .collect()
+}
+
+/// Offsets in `ranges`, summed over partitions.
+pub fn offset_count(ranges: &OffsetRanges) -> i64 {
+    ranges.values().map(|(from, until)| until - from).sum()
+}
+
+/// Sorted offsets as `a..b` ranges (half-open), e.g. `"12..15, 40..41"`.
+pub fn offset_ranges(offsets: &[i64]) -> String {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < offsets.len() {
+        let start = offsets[i];
+        let mut end = start + 1;
+        while i + 1 < offsets.len() && offsets[i + 1] == end {
+            end += 1;
+            i += 1;
+        }
+        out.push(format!("{start}..{end}"));
+        i += 1;
+    }
+    out.join(", ")
+}
+
+/// Receives from `source` until every offset of `expected` arrived as a row
+/// or a dead letter, and says, per partition, which never did.
+///
+/// No fixed deadline: on a loaded machine the source is slow, not lossy. It
+/// gives up only when no expected record arrived for `stall`, or after
+/// `limit` in all. `pace` is slept after every batch (a slow downstream,
+/// which makes the source pause its partitions). Each record costs a hash
+/// insert: the earlier collector rescanned everything received for every
+/// batch and dead letter (quadratic, ~110 s of CPU for 200k records in a
+/// debug build), which made the test, not the source, miss its deadline.
+pub async fn collect_offsets(
     source: &mut kpiflow_ingest::source::Source,
-    timeout: Duration,
-    mut done: impl FnMut(&Collected) -> bool,
-) -> Collected {
+    expected: &OffsetRanges,
+    stall: Duration,
+    limit: Duration,
+    pace: Duration,
+) -> (Collected, OffsetReport) {
     let mut got = Collected::default();
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !done(&got) {
+    let mut seen: HashMap<(String, i32), std::collections::HashSet<i64>> = HashMap::new();
+    let mut report = OffsetReport::default();
+    let wanted = offset_count(expected);
+    let mut have = 0i64;
+    let started = tokio::time::Instant::now();
+    let mut last_new = started;
+    let mut note = |key: (String, i32), o: i64, report: &mut OffsetReport| -> bool {
+        let inside = expected
+            .get(&key)
+            .is_some_and(|&(from, until)| (from..until).contains(&o));
+        if !seen.entry(key.clone()).or_default().insert(o) {
+            report.duplicates.push((key, o));
+        } else if inside {
+            return true;
+        } else {
+            report.unexpected.push((key, o));
+        }
+        false
+    };
+    while have < wanted {
+        let now = tokio::time::Instant::now();
+        let deadline = (last_new + stall).min(started + limit);
+        if now >= deadline {
+            report.gave_up = Some(format!(
+                "{} after {:?}, the last new record {:?} ago; still queued for the test: {} batches, {} dead letters",
+                if now >= started + limit {
+                    "time limit"
+                } else {
+                    "no new record"
+                },
+                now - started,
+                now - last_new,
+                source.batches.len(),
+                source.dead_letters.len(),
+            ));
+            break;
+        }
+        let before = have;
         tokio::select! {
-            Some(batch) = source.batches.recv() => got.add_batch(&batch),
-            Some(dead) = source.dead_letters.recv() => got.add_dead(dead),
-            _ = tokio::time::sleep_until(deadline) => panic!(
-                "timed out after {timeout:?}: {} rows, {} dead letters, {} batches so far",
-                got.rows.len(), got.dead.len(), got.batches
-            ),
+            Some(batch) = source.batches.recv() => {
+                let start = got.rows.len();
+                got.add_batch(&batch);
+                for (t, p, o) in &got.rows[start..] {
+                    have += i64::from(note((t.clone(), *p), *o, &mut report));
+                }
+                if !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
+                }
+            }
+            Some(dead) = source.dead_letters.recv() => {
+                if dead.key.as_deref() != Some(FENCE_KEY) {
+                    have += i64::from(note((dead.topic.clone(), dead.partition), dead.offset, &mut report));
+                }
+                got.add_dead(dead);
+            }
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+        if have > before {
+            last_new = tokio::time::Instant::now();
         }
     }
-    got
+    report.elapsed = started.elapsed();
+    for (tp, &(from, until)) in expected {
+        let got_here = seen.get(tp);
+        let missing: Vec<i64> = (from..until)
+            .filter(|o| got_here.is_none_or(|s| !s.contains(o)))
+            .collect();
+        if !missing.is_empty() {
+            report.missing.insert(tp.clone(), missing);
+        }
+    }
+    (got, report)
+}
+
+/// What [`collect_offsets`] found.
+#[derive(Debug, Default)]
+pub struct OffsetReport {
+    /// Why it stopped before every offset arrived, if it did.
+    pub gave_up: Option<String>,
+    /// Per partition, the expected offsets that never arrived.
+    pub missing: std::collections::BTreeMap<(String, i32), Vec<i64>>,
+    /// Records delivered more than once (each repeat once).
+    pub duplicates: Vec<((String, i32), i64)>,
+    /// Records outside the expected ranges.
+    pub unexpected: Vec<((String, i32), i64)>,
+    pub elapsed: Duration,
+}
+
+impl OffsetReport {
+    /// Every expected offset arrived exactly once and nothing else did.
+    pub fn is_exact(&self) -> bool {
+        self.missing.is_empty() && self.duplicates.is_empty() && self.unexpected.is_empty()
+    }
+
+    /// One line per partition with missing offsets, then the duplicates and
+    /// the unexpected records (the first 20 of each).
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        if let Some(why) = &self.gave_up {
+            out.push_str(&format!("gave up: {why}\n"));
+        }
+        let total: usize = self.missing.values().map(Vec::len).sum();
+        if total > 0 {
+            out.push_str(&format!(
+                "{total} records never arrived, in {} partitions:\n",
+                self.missing.len()
+            ));
+        }
+        for ((t, p), offsets) in &self.missing {
+            out.push_str(&format!(
+                "  {t}/{p}: {} missing: {}\n",
+                offsets.len(),
+                offset_ranges(offsets)
+            ));
+        }
+        for (what, list) in [
+            ("delivered twice", &self.duplicates),
+            ("outside the expected offsets", &self.unexpected),
+        ] {
+            if !list.is_empty() {
+                let shown: Vec<String> = list
+                    .iter()
+                    .take(20)
+                    .map(|((t, p), o)| format!("{t}/{p}@{o}"))
+                    .collect();
+                out.push_str(&format!(
+                    "{} records {what}: {}{}\n",
+                    list.len(),
+                    shown.join(", "),
+                    if list.len() > 20 { ", …" } else { "" }
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// An engine's output gathered as a pipeline's sink receives it: call
