@@ -16,6 +16,15 @@ use kpiflow_types::{SourceBatch, Stream};
 const PER_MINUTE: &str = "SELECT sku, count(*) AS orders FROM sales \
                           GROUP BY tumble(event_time, INTERVAL '1 minute'), sku";
 const MINUTE: i64 = 60_000;
+/// The two inputs of the join tests: sales and production per minute and SKU.
+const SALES_VIEW: (&str, &str) = (
+    "s",
+    "SELECT sku, count(*) AS orders FROM sales GROUP BY tumble(event_time, INTERVAL '1 minute'), sku",
+);
+const PRODUCTION_VIEW: (&str, &str) = (
+    "p",
+    "SELECT sku, sum(quantity_good) AS made FROM production GROUP BY tumble(event_time, INTERVAL '1 minute'), sku",
+);
 const YEAR: i64 = 365 * 86_400_000;
 /// A hang shows up as this timeout, not as a test that never ends.
 const HANG: Duration = Duration::from_secs(60);
@@ -179,14 +188,8 @@ async fn rows_a_join_waits_for_are_capped_and_counted() {
         ..EngineConfig::default()
     };
     let views = [
-        (
-            "s",
-            "SELECT sku, count(*) AS orders FROM sales GROUP BY tumble(event_time, INTERVAL '1 minute'), sku",
-        ),
-        (
-            "p",
-            "SELECT sku, sum(quantity_good) AS made FROM production GROUP BY tumble(event_time, INTERVAL '1 minute'), sku",
-        ),
+        SALES_VIEW,
+        PRODUCTION_VIEW,
         (
             "j",
             "SELECT s.sku, s.orders, p.made FROM s JOIN p ON s.window_start = p.window_start AND s.sku = p.sku",
@@ -210,14 +213,8 @@ async fn rows_a_join_waits_for_are_capped_and_counted() {
 #[tokio::test]
 async fn idle_input_that_never_saw_an_event_moves_with_the_clock_and_releases_joins() {
     let views = [
-        (
-            "s",
-            "SELECT sku, count(*) AS orders FROM sales GROUP BY tumble(event_time, INTERVAL '1 minute'), sku",
-        ),
-        (
-            "p",
-            "SELECT sku, sum(quantity_good) AS made FROM production GROUP BY tumble(event_time, INTERVAL '1 minute'), sku",
-        ),
+        SALES_VIEW,
+        PRODUCTION_VIEW,
         (
             "j",
             "SELECT s.sku, s.orders, p.made FROM s LEFT JOIN p ON s.window_start = p.window_start AND s.sku = p.sku",

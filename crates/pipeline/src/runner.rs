@@ -219,7 +219,7 @@ impl Pipeline {
                     self.forward().await?;
                     for sink in &mut self.sinks {
                         if sink.has_stopped() {
-                            return Err(sink.stopped_error().await);
+                            return Err(sink.failure().await);
                         }
                     }
                 }

@@ -63,8 +63,9 @@ impl SinkTask {
         }
     }
 
-    /// The error that ended the sink's task (its channel closed).
-    async fn failure(&mut self) -> PipelineError {
+    /// The error that ended the sink's task (its channel closed, or
+    /// [`SinkTask::has_stopped`]).
+    pub async fn failure(&mut self) -> PipelineError {
         self.tx = None;
         match self.task.take() {
             Some(task) => match task.await {
@@ -107,11 +108,6 @@ impl SinkTask {
     /// Whether the task ended (a failure, since the runner still holds the channel).
     pub fn has_stopped(&self) -> bool {
         self.task.as_ref().is_none_or(JoinHandle::is_finished)
-    }
-
-    /// The error of a sink whose task ended.
-    pub async fn stopped_error(&mut self) -> PipelineError {
-        self.failure().await
     }
 
     /// Closes the channel and waits for the sink to finish what it was given.
