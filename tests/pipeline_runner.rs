@@ -182,6 +182,10 @@ async fn a_final_checkpoint_restores_into_a_fresh_pipeline() {
     let sink = MemorySink::default();
     first.add_sink(Box::new(sink.clone()));
     first.set_checkpoints(Box::new(store.clone()));
+    assert!(
+        first.recover().await.unwrap().is_none(),
+        "a fresh store has no checkpoint"
+    );
     let (tx, dead_tx, feed) = input(8);
     let run = tokio::spawn(first.run(feed, CancellationToken::new()));
     for m in 0..3 {

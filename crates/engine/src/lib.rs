@@ -110,13 +110,7 @@ pub struct ViewInfo {
 }
 
 /// Where one source partition's reading stands, as of the engine's last batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourcePosition {
-    pub stream: String,
-    pub partition: i32,
-    /// Offset of the next record to read.
-    pub next_offset: i64,
-}
+pub use kpiflow_types::SourcePosition;
 
 pub(crate) struct RunningView {
     info: ViewInfo,

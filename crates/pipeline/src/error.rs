@@ -11,7 +11,7 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     /// Saving or loading a checkpoint failed.
     #[error("checkpoint: {0}")]
-    Checkpoint(String),
+    Checkpoint(#[source] kpiflow_types::BoxError),
     /// A wait that has a bound ran out.
     #[error("{what} did not finish within {seconds} s")]
     Timeout { what: String, seconds: u64 },

@@ -3,20 +3,19 @@
 //!
 //! `runner.rs` is the loop; `sinks.rs` runs each [`Sink`] on a task of its
 //! own behind a bounded channel (a slow sink makes the runner wait, a failed
-//! one stops it with the cause); `checkpoint.rs` holds the cut — between
-//! two batches: the engine's snapshot with its source positions, then every
+//! one stops it with the cause); a checkpoint cut (`kpiflow_types::Checkpoint`) is taken
+//! between two batches: the engine's snapshot with its source positions, then every
 //! sink's epoch prepared, then the checkpoint saved, then the sinks told to
 //! commit; `memory.rs` has in-memory sinks and checkpoints for the demo and
 //! tests.
 
-mod checkpoint;
 mod error;
 mod memory;
 mod runner;
 mod sinks;
 
-pub use checkpoint::{Checkpoint, CheckpointStore};
 pub use error::{PipelineError, Result};
+pub use kpiflow_types::{Checkpoint, CheckpointStore};
 pub use memory::{MemoryCheckpoints, MemorySink};
 pub use runner::{Input, Pipeline, PipelineConfig, PipelineStats, Summary};
 

@@ -8,7 +8,7 @@ use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use kpiflow_types::{DeadLetter, Emit, Sink, SinkError, ViewRows};
 
-use crate::checkpoint::{Checkpoint, CheckpointStore};
+use kpiflow_types::{BoxError, Checkpoint, CheckpointStore};
 
 #[derive(Default, Debug)]
 struct Written {
@@ -77,12 +77,12 @@ pub struct MemoryCheckpoints {
 
 #[async_trait]
 impl CheckpointStore for MemoryCheckpoints {
-    async fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), String> {
+    async fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), BoxError> {
         *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(checkpoint.clone());
         Ok(())
     }
 
-    async fn latest(&mut self) -> Result<Option<Checkpoint>, String> {
+    async fn latest(&mut self) -> Result<Option<Checkpoint>, BoxError> {
         Ok(self
             .latest
             .lock()

@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use kpiflow_engine::{Engine, LiveStore, SourcePosition};
 use kpiflow_ingest::source::SourceHandle;
-use kpiflow_types::{DeadLetter, Emit, Epoch, SourceBatch, Stream};
+use kpiflow_types::{Checkpoint, CheckpointStore, DeadLetter, Emit, Epoch, SourceBatch, Stream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::error::{PipelineError, Result};
 use crate::sinks::SinkTask;
 
@@ -119,6 +118,8 @@ pub struct Pipeline {
     epoch: Epoch,
     stats: Arc<PipelineStats>,
     handle: Option<SourceHandle>,
+    /// Whether the sinks were told where they resume (`recover`).
+    resumed: bool,
 }
 
 impl Pipeline {
@@ -131,6 +132,7 @@ impl Pipeline {
             epoch: Epoch::default(),
             stats: Arc::default(),
             handle: None,
+            resumed: false,
         }
     }
 
@@ -162,20 +164,31 @@ impl Pipeline {
     }
 
     /// Restores the newest checkpoint, if the store has one: the engine's
-    /// state, the epoch, and each sink's commit of it (repeated, so a crash
-    /// between saving and committing loses nothing). Returns where the
-    /// source must resume, as `SourceConfig::start_offsets` takes it.
+    /// state, the epoch, and each sink resumed after it (its commit
+    /// repeated, so a crash between saving and committing loses nothing;
+    /// anything written after it discarded). Returns where the source must
+    /// resume, as `SourceConfig::start_offsets` takes it. Call it before
+    /// `run` whenever a checkpoint store is set.
     pub async fn recover(&mut self) -> Result<Option<HashMap<(String, i32), i64>>> {
-        let Some(store) = &mut self.checkpoints else {
-            return Ok(None);
+        let checkpoint = match &mut self.checkpoints {
+            Some(store) => store.latest().await.map_err(PipelineError::Checkpoint)?,
+            None => None,
         };
-        let Some(checkpoint) = store.latest().await.map_err(PipelineError::Checkpoint)? else {
+        let timeout = self.config.sink_timeout;
+        let Some(checkpoint) = checkpoint else {
+            for sink in &mut self.sinks {
+                sink.resume(None, timeout).await?;
+            }
+            self.resumed = true;
             return Ok(None);
         };
         self.engine.restore(&checkpoint.snapshot)?;
-        for (sink, prepared) in self.sinks.iter_mut().zip(checkpoint.prepared) {
-            sink.commit(checkpoint.epoch, prepared).await?;
+        for (i, sink) in self.sinks.iter_mut().enumerate() {
+            let prepared = checkpoint.prepared.get(i).cloned().unwrap_or_default();
+            sink.resume(Some((checkpoint.epoch, prepared)), timeout)
+                .await?;
         }
+        self.resumed = true;
         self.epoch = checkpoint.epoch;
         self.stats
             .epoch
@@ -193,6 +206,15 @@ impl Pipeline {
     /// checkpoint (with a store) and waits for the sinks to finish.
     pub async fn run(mut self, mut input: Input, cancel: CancellationToken) -> Result<Summary> {
         self.handle = input.handle.take();
+        if !self.resumed {
+            if self.checkpoints.is_some() {
+                return Err(PipelineError::Internal(
+                    "Pipeline::recover must run before Pipeline::run when checkpoints are kept"
+                        .into(),
+                ));
+            }
+            self.recover().await?;
+        }
         let mut tick = tokio::time::interval(self.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let every = self.config.checkpoint_interval;
@@ -211,7 +233,7 @@ impl Pipeline {
                     None => dead_open = false,
                 },
                 batch = input.batches.recv() => match batch {
-                    Some(batch) => self.batch(&batch).await?,
+                    Some(batch) => self.batch(batch).await?,
                     None => break,
                 },
                 _ = tick.tick() => {
@@ -242,14 +264,20 @@ impl Pipeline {
         Ok(self.stats.summary())
     }
 
-    async fn batch(&mut self, batch: &SourceBatch) -> Result<()> {
-        self.engine.push(batch).await?;
+    async fn batch(&mut self, batch: SourceBatch) -> Result<()> {
+        self.engine.push(&batch).await?;
         let i = Stream::ALL
             .iter()
             .position(|s| *s == batch.stream)
             .unwrap_or(0);
         self.stats.rows[i].fetch_add(batch.rows.num_rows() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        if batch.rows.num_rows() > 0 {
+            let batch = Arc::new(batch);
+            for sink in &mut self.sinks {
+                sink.batch(batch.clone()).await?;
+            }
+        }
         self.forward().await
     }
 
@@ -305,6 +333,7 @@ impl Pipeline {
         for sink in &mut self.sinks {
             prepared.push(sink.prepare(epoch, timeout).await?);
         }
+        kpiflow_types::failpoint::hit("checkpoint.prepared", epoch.0);
         let checkpoint = Checkpoint {
             epoch,
             snapshot,
@@ -321,6 +350,7 @@ impl Pipeline {
                     });
                 }
             }
+            kpiflow_types::failpoint::hit("checkpoint.saved", epoch.0);
         }
         for (sink, prepared) in self.sinks.iter_mut().zip(checkpoint.prepared) {
             sink.commit(epoch, prepared).await?;

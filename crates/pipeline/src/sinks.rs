@@ -6,13 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kpiflow_types::{DeadLetter, Epoch, Prepared, Sink, SinkError, ViewRows};
+use kpiflow_types::{DeadLetter, Epoch, Prepared, Sink, SinkError, SourceBatch, ViewRows};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::{PipelineError, Result};
 
 enum Message {
+    Resume(Option<(Epoch, Prepared)>, oneshot::Sender<()>),
+    Batch(Arc<SourceBatch>),
     Rows(ViewRows),
     DeadLetters(Arc<[DeadLetter]>),
     Prepare(Epoch, oneshot::Sender<Prepared>),
@@ -33,6 +35,11 @@ impl SinkTask {
         let task = tokio::spawn(async move {
             while let Some(message) = rx.recv().await {
                 match message {
+                    Message::Resume(from, reply) => {
+                        sink.resume(from.as_ref().map(|(e, p)| (*e, p))).await?;
+                        let _ = reply.send(());
+                    }
+                    Message::Batch(batch) => sink.write_batch(&batch).await?,
                     Message::Rows(rows) => sink.write_rows(&rows).await?,
                     Message::DeadLetters(dead) => sink.write_dead_letters(&dead).await?,
                     Message::Prepare(epoch, reply) => {
@@ -79,6 +86,21 @@ impl SinkTask {
         }
     }
 
+    /// Resumes the sink after the checkpoint of `from`, waiting at most `timeout`.
+    pub async fn resume(
+        &mut self,
+        from: Option<(Epoch, Prepared)>,
+        timeout: Duration,
+    ) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Message::Resume(from, reply)).await?;
+        self.reply(answer, timeout, "resuming").await
+    }
+
+    pub async fn batch(&mut self, batch: Arc<SourceBatch>) -> Result<()> {
+        self.send(Message::Batch(batch)).await
+    }
+
     pub async fn rows(&mut self, rows: ViewRows) -> Result<()> {
         self.send(Message::Rows(rows)).await
     }
@@ -91,11 +113,22 @@ impl SinkTask {
     pub async fn prepare(&mut self, epoch: Epoch, timeout: Duration) -> Result<Prepared> {
         let (reply, answer) = oneshot::channel();
         self.send(Message::Prepare(epoch, reply)).await?;
+        self.reply(answer, timeout, &format!("preparing epoch {epoch}"))
+            .await
+    }
+
+    /// The sink task's answer to a request, or why there is none.
+    async fn reply<T>(
+        &mut self,
+        answer: oneshot::Receiver<T>,
+        timeout: Duration,
+        doing: &str,
+    ) -> Result<T> {
         match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(prepared)) => Ok(prepared),
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(_)) => Err(self.failure().await),
             Err(_) => Err(PipelineError::Timeout {
-                what: format!("sink `{}` preparing epoch {epoch}", self.name),
+                what: format!("sink `{}` {doing}", self.name),
                 seconds: timeout.as_secs(),
             }),
         }

@@ -5,7 +5,8 @@
 //!
 //! A sink is driven by the pipeline runner on a task of its own, behind a
 //! bounded hand-over: a slow sink makes the runner wait, it never fails a
-//! push. Its calls come in order: rows and dead letters of an epoch, then
+//! push. Its calls come in order: `resume` once, before anything else; then
+//! source batches, rows and dead letters of an epoch, then
 //! `prepare_commit` for that epoch (everything before it belongs to the
 //! epoch), then later `commit` once the checkpoint holding the epoch is
 //! durable.
@@ -15,7 +16,7 @@ use std::fmt;
 use arrow_array::RecordBatch;
 use async_trait::async_trait;
 
-use crate::source::DeadLetter;
+use crate::source::{DeadLetter, SourceBatch};
 
 /// Whether rows are a window's final result or events that came too late for one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -108,6 +109,23 @@ impl SinkError {
 pub trait Sink: Send {
     /// Names the sink in errors and logs.
     fn name(&self) -> &str;
+
+    /// The pipeline starts after the checkpoint of `from` (`None`: no
+    /// checkpoint yet): finish that epoch's commit (a repeat is a no-op) and
+    /// discard whatever was written after it (a crashed epoch's files), so
+    /// that the epoch can be written again. Called once, before any other call.
+    async fn resume(&mut self, from: Option<(Epoch, &Prepared)>) -> Result<(), SinkError> {
+        match from {
+            Some((epoch, prepared)) => self.commit(epoch, prepared).await,
+            None => Ok(()),
+        }
+    }
+
+    /// A batch of decoded source rows, as the engine got it (never a
+    /// progress-only batch): the raw archive.
+    async fn write_batch(&mut self, _batch: &SourceBatch) -> Result<(), SinkError> {
+        Ok(())
+    }
 
     /// A view's final or late rows.
     async fn write_rows(&mut self, rows: &ViewRows) -> Result<(), SinkError>;
