@@ -28,6 +28,9 @@ pub enum Command {
     /// Run everything in one process: an embedded Kafka broker, the simulator
     /// producing into it, and a consumer showing live per-topic rates.
     Demo(DemoArgs),
+    /// Run read-only SQL over the tables a pipeline wrote (raw.*, views.*,
+    /// late.*, deadletters.*, reference tables).
+    Query(crate::query::QueryArgs),
 }
 
 /// Options that shape the simulated factory, shared by `produce` and `demo`.
@@ -165,6 +168,14 @@ pub struct DemoArgs {
     /// sql/*.sql. Example: --view production_vs_sales_hourly
     #[arg(long, value_name = "NAME", default_value = "sales_by_channel_region", value_parser = parse_view)]
     pub view: String,
+
+    /// Where the demo's Delta tables and checkpoints go: a new or empty
+    /// directory (the embedded Kafka starts empty every run). Default: a
+    /// fresh directory under the system's temporary directory, printed at
+    /// start and kept, so that `kpiflow query --data DIR` works afterwards.
+    /// Example: --data ./demo-data
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<std::path::PathBuf>,
 }
 
 fn parse_view(s: &str) -> Result<String, String> {

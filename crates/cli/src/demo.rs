@@ -16,7 +16,8 @@ use kpiflow_ingest::embedded::EmbeddedKafka;
 use kpiflow_ingest::produce::{Limit, ProduceOptions, Progress, produce};
 use kpiflow_ingest::simulator::Clock;
 use kpiflow_ingest::source::{SourceConfig, start};
-use kpiflow_pipeline::{Input, Pipeline, PipelineConfig, PipelineStats};
+use kpiflow_pipeline::{Durability, Input, PipelineConfig, PipelineStats};
+use kpiflow_storage::{DataLocation, StoreOptions};
 use kpiflow_types::Stream;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,8 @@ use crate::args::DemoArgs;
 use crate::display::thousands;
 
 const DEFAULT_RATE: f64 = 2000.0;
+/// How often the demo checkpoints (and so commits its tables).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 /// How long shutdown may take before the demo gives up waiting.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(40);
 
@@ -82,8 +85,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .join(", "),
         args.view
     );
+    let data = data_dir(args.data.as_deref())?;
+    println!(
+        "data: {} (Delta tables; afterwards: kpiflow query --data {} \"SELECT …\")",
+        data.display(),
+        data.display()
+    );
+    let durability = Durability {
+        location: DataLocation::open(&data.to_string_lossy(), &StoreOptions::default())?,
+        pipeline_id: "kpiflow-demo".into(),
+        keep_checkpoints: 3,
+        raw: Stream::ALL.into_iter().collect(),
+    };
+    let config = PipelineConfig {
+        checkpoint_interval: Some(CHECKPOINT_INTERVAL),
+        ..PipelineConfig::default()
+    };
+    let pipeline = kpiflow_pipeline::recover(engine, config, &durability)
+        .await?
+        .pipeline;
     let mut source = start(source_config, cancel.clone()).await?;
-    let pipeline = Pipeline::new(engine, PipelineConfig::default());
     let stats = pipeline.stats();
     let input = Input::from(&mut source);
     let consumer = tokio::spawn({
@@ -155,6 +176,32 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     drop(kafka);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's data directory: the one given, which must be new or empty,
+/// or a fresh one under the temporary directory.
+fn data_dir(given: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
+    match given {
+        Some(dir) => {
+            let occupied = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+            if occupied {
+                anyhow::bail!(
+                    "--data {}: the directory is not empty; the demo's embedded Kafka starts empty \
+                     every run, so give it a new or empty directory",
+                    dir.display()
+                );
+            }
+            Ok(dir.to_path_buf())
+        }
+        None => {
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+            let dir =
+                std::env::temp_dir().join(format!("kpiflow-demo-{stamp}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            Ok(dir)
+        }
+    }
 }
 
 /// Rows of open windows shown per view.

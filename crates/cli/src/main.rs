@@ -4,6 +4,7 @@ mod args;
 mod demo;
 mod display;
 mod produce;
+mod query;
 mod views;
 
 use std::process::ExitCode;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Produce(args) => produce::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Query(args) => query::run(args).await,
         }
     });
     match result {

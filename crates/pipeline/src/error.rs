@@ -9,6 +9,9 @@ pub enum PipelineError {
     /// A sink failed; the pipeline stopped without losing what was committed.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The data location could not be opened, checked or recovered.
+    #[error(transparent)]
+    Storage(#[from] kpiflow_storage::StorageError),
     /// Saving or loading a checkpoint failed.
     #[error("checkpoint: {0}")]
     Checkpoint(#[source] kpiflow_types::BoxError),

@@ -9,11 +9,13 @@
 //! commit; `memory.rs` has in-memory sinks and checkpoints for the demo and
 //! tests.
 
+mod durable;
 mod error;
 mod memory;
 mod runner;
 mod sinks;
 
+pub use durable::{Durability, Recovered, recover};
 pub use error::{PipelineError, Result};
 pub use kpiflow_types::{Checkpoint, CheckpointStore};
 pub use memory::{MemoryCheckpoints, MemorySink};
