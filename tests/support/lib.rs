@@ -2,6 +2,7 @@
 //! independent Kafka partitioner to check key placement against, and a reader
 //! of everything appended to a set of topics.
 
+pub mod broker;
 pub mod oracle;
 pub mod sales;
 pub mod watermark;
@@ -162,6 +163,26 @@ pub fn fence(brokers: &str, topics: &[&str]) {
     producer
         .flush(Duration::from_secs(30))
         .expect("fence records acknowledged");
+}
+
+/// Sends each `(topic, partition, payload)` and waits for every acknowledgement.
+pub fn send_to_partitions(brokers: &str, records: &[(String, i32, Vec<u8>)]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer config");
+    for (topic, partition, payload) in records {
+        producer
+            .send(
+                BaseRecord::<[u8], [u8]>::to(topic)
+                    .partition(*partition)
+                    .payload(payload.as_slice()),
+            )
+            .expect("enqueue a record");
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("records acknowledged");
 }
 
 /// Reads every record of `topics` from the offsets in `from` (or the start)

@@ -1,0 +1,277 @@
+//! The exactly-once promise, end to end: `kpiflow run` as a child process
+//! on a tansu broker of the test's own, killed with SIGKILL at seeded
+//! random moments and at each step of the commit protocol (test-only
+//! failpoints), restarted each time; at the end every table's rows (as a
+//! multiset) equal those of an uninterrupted run over the same records,
+//! and SIGTERM ends a run with exit 0 after a final checkpoint.
+//!
+//! The stream is seeded: malformed records (dead letters), events out of
+//! order within the views' bound, no late events; one record per Kafka
+//! batch (tansu answers a fetch from inside a batch with the next batch,
+//! and restarts resume inside batches). A last record per partition two
+//! days ahead makes every window of the stream final.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, Int64Array, RecordBatch};
+use kpiflow_ingest::produce::{Limit, ProduceOptions, Progress, produce};
+use kpiflow_ingest::simulator::{Scenario, SimConfig};
+use kpiflow_storage::{Catalog, DataLocation, StoreOptions};
+use kpiflow_tests::broker::OwnBroker;
+use tokio_util::sync::CancellationToken;
+
+const TOPICS: [&str; 4] = ["sales", "production", "logistics", "equipment"];
+const PARTITIONS: i32 = 2;
+const RECORDS: u64 = 30_000;
+const PIPELINE: &str = "crash-test";
+/// Each step of the commit protocol, in order.
+const FAILPOINTS: [&str; 5] = [
+    "checkpoint.prepared",
+    "checkpoint.state-written",
+    "checkpoint.saved",
+    "storage.table-committed",
+    "storage.committed",
+];
+/// How long one run may take to consume everything.
+const CONSUME_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Produces the seeded stream, the records two days ahead and tansu's
+/// fences; returns how many records the topics hold.
+async fn produce_stream(brokers: &str) -> i64 {
+    let sim = SimConfig {
+        seed: 11,
+        scenario: Scenario::Normal,
+        malformed: 0.01,
+        out_of_order: 0.05,
+        max_out_of_order: Duration::from_secs(3),
+        ..SimConfig::default()
+    };
+    let mut options = ProduceOptions::new(brokers, sim, 100_000.0, Limit::Count(RECORDS));
+    options.partitions = PARTITIONS;
+    options.properties = kpiflow_tests::one_record_batches();
+    options
+        .properties
+        .push(("message.timeout.ms".into(), "600000".into()));
+    let progress = Progress::default();
+    let summary = produce(&options, &progress, &CancellationToken::new())
+        .await
+        .expect("produce to the test's broker");
+    assert_eq!(summary.acked(), RECORDS);
+    let ahead = progress
+        .event_time_ms
+        .load(std::sync::atomic::Ordering::Relaxed)
+        + 2 * 86_400_000;
+    let ahead = chrono::DateTime::from_timestamp_millis(ahead)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut closing = Vec::new();
+    for topic in TOPICS {
+        for partition in 0..PARTITIONS {
+            closing.push((topic.to_owned(), partition, closing_record(topic, &ahead)));
+        }
+    }
+    kpiflow_tests::send_to_partitions(brokers, &closing);
+    kpiflow_tests::fence(brokers, &TOPICS);
+    let held: i64 = kpiflow_tests::high_watermarks(brokers, &TOPICS).values().sum();
+    assert!(
+        held >= RECORDS as i64 + 2 * closing.len() as i64,
+        "the topics hold {held} records"
+    );
+    held
+}
+
+/// A valid record of `topic` at `time`.
+fn closing_record(topic: &str, time: &str) -> Vec<u8> {
+    let json = match topic {
+        "sales" => format!(
+            r#"{{"event_time":"{time}","order_id":"close","channel":"online","region":"north","store_id":"ON-NORTH","sku":"SKU-RC-01","quantity":1,"unit_price":1.0,"amount":1.0,"kind":"order"}}"#
+        ),
+        "production" => format!(
+            r#"{{"event_time":"{time}","plant_id":"P1","line_id":"P1-L1","work_order_id":"close","sku":"SKU-RC-01","quantity_good":1,"quantity_scrap":0,"shift":"A"}}"#
+        ),
+        "logistics" => format!(
+            r#"{{"event_time":"{time}","shipment_id":"close","warehouse_id":"W1","destination_region":"north","sku":"SKU-RC-01","quantity":1,"carrier":"C1","status":"picked","promised_time":"{time}"}}"#
+        ),
+        _ => format!(
+            r#"{{"event_time":"{time}","device_id":"D1","plant_id":"P1","line_id":"P1-L1","kind":"telemetry","state":"running","temperature_c":20.0,"vibration_mm_s":1.0}}"#
+        ),
+    };
+    json.into_bytes()
+}
+
+fn start(brokers: &str, data: &Path, log: &Path, failpoint: Option<&str>) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kpiflow"));
+    command
+        .args(["run", "--brokers", brokers, "--group", "crash-test"])
+        .arg("--data")
+        .arg(data)
+        .args(["--pipeline-id", PIPELINE, "--checkpoint-interval", "1s"])
+        .env("RUST_LOG", "warn,librdkafka=off,rdkafka=off")
+        .env_remove("KPIFLOW_FAILPOINT")
+        .stdout(Stdio::null())
+        .stderr(log);
+    if let Some(point) = failpoint {
+        command.env("KPIFLOW_FAILPOINT", point);
+    }
+    command.spawn().expect("start kpiflow run")
+}
+
+fn wait(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// Committed rows of every `raw.*` and `deadletters.*` table.
+async fn consumed(data: &Path) -> i64 {
+    let Ok(location) = DataLocation::open(data.to_str().unwrap(), &StoreOptions::default()) else {
+        return 0;
+    };
+    let Ok(catalog) = Catalog::open(&location).await else {
+        return 0;
+    };
+    let mut total = 0;
+    for table in catalog.tables() {
+        if table.starts_with("raw.") || table.starts_with("deadletters.") {
+            let rows = catalog
+                .query(&format!("SELECT count(*) FROM {table}"))
+                .await
+                .unwrap();
+            total += rows[0]
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .value(0);
+        }
+    }
+    total
+}
+
+/// Runs until every record is committed somewhere, then stops it with
+/// SIGTERM and checks it exits 0 after a final checkpoint.
+async fn run_to_the_end(brokers: &str, data: &Path, log: &Path, held: i64) {
+    let mut child = start(brokers, data, log, None);
+    let deadline = Instant::now() + CONSUME_TIMEOUT;
+    loop {
+        let now = consumed(data).await;
+        if now == held {
+            break;
+        }
+        assert!(now < held, "{now} records committed of {held}: some twice");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("kpiflow run exited early ({status}); see {}", log.display());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{now} of {held} records committed after {CONSUME_TIMEOUT:?}; see {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let before = checkpoints(data);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = wait(&mut child, Duration::from_secs(60)).expect("exits within 60 s of SIGTERM");
+    assert_eq!(status.code(), Some(0), "SIGTERM → exit 0; see {}", log.display());
+    assert!(
+        checkpoints(data) > before || before > 0,
+        "a final checkpoint was taken"
+    );
+}
+
+fn checkpoints(data: &Path) -> usize {
+    std::fs::read_dir(data.join("checkpoints").join(PIPELINE))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+async fn tables(data: &Path) -> Vec<(String, Vec<RecordBatch>)> {
+    let location = DataLocation::open(data.to_str().unwrap(), &StoreOptions::default()).unwrap();
+    let catalog = Catalog::open(&location).await.unwrap();
+    let mut out = Vec::new();
+    for table in catalog.tables() {
+        let rows = catalog.query(&format!("SELECT * FROM {table}")).await.unwrap();
+        out.push((table.clone(), rows));
+    }
+    out
+}
+
+/// A small seeded generator for the kill moments.
+struct Seeded(u64);
+
+impl Seeded {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_any_moment_the_tables_equal_an_uninterrupted_run() {
+    let broker = OwnBroker::start();
+    let brokers = broker.brokers.clone();
+    let held = produce_stream(&brokers).await;
+    let work = tempfile::tempdir().unwrap();
+    let whole = work.path().join("whole");
+    let crashed = work.path().join("crashed");
+    let log = |name: &str| -> PathBuf { work.path().join(format!("{name}.log")) };
+
+    run_to_the_end(&brokers, &whole, &log("whole"), held).await;
+
+    // One kill at each step of the commit protocol, then at seeded moments.
+    let mut random = Seeded(20261202);
+    for point in FAILPOINTS {
+        let mut child = start(&brokers, &crashed, &log("crashed"), Some(point));
+        let status = wait(&mut child, Duration::from_secs(120)).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("failpoint {point} was not reached within 120 s; see {}", log("crashed").display())
+        });
+        assert_eq!(
+            status.signal(),
+            Some(6),
+            "the run should abort at failpoint {point}, not {status}; see {}",
+            log("crashed").display()
+        );
+    }
+    for _ in 0..5 {
+        let mut child = start(&brokers, &crashed, &log("crashed"), None);
+        std::thread::sleep(Duration::from_millis(500 + random.below(3000)));
+        if child.try_wait().unwrap().is_some() {
+            panic!("kpiflow run exited by itself; see {}", log("crashed").display());
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    run_to_the_end(&brokers, &crashed, &log("crashed"), held).await;
+
+    let want = tables(&whole).await;
+    let got = tables(&crashed).await;
+    let names = |t: &[(String, Vec<RecordBatch>)]| t.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&got), names(&want), "the same tables");
+    let mut final_rows = 0;
+    for ((name, got), (_, want)) in got.iter().zip(&want) {
+        kpiflow_tests::oracle::assert_same_rows(got, want, name);
+        if name.starts_with("views.") {
+            final_rows += want.iter().map(RecordBatch::num_rows).sum::<usize>();
+        }
+        assert!(!name.starts_with("late."), "no late events in this stream, yet {name} exists");
+    }
+    assert!(final_rows > 100, "the views have final windows ({final_rows} rows)");
+}
