@@ -139,7 +139,6 @@ fn cases() -> Vec<Case> {
 struct JoinCase {
     name: String,
     sql: String,
-    left: String,
 }
 
 fn joins() -> Vec<JoinCase> {
@@ -151,7 +150,6 @@ fn joins() -> Vec<JoinCase> {
                 "SELECT o.sku, o.orders, f.units FROM {kind}_online o LEFT JOIN {kind}_offline f \
                  ON o.window_start = f.window_start AND o.sku = f.sku"
             ),
-            left: "o".into(),
         })
         .collect()
 }
@@ -488,7 +486,6 @@ async fn check(
         );
         let expected = batch_query(
             &case.sql,
-            Some(case.window),
             &[Table {
                 name: "sales".into(),
                 rows: vec![table],
@@ -568,7 +565,7 @@ async fn check_joins(
                 Table { name, rows }
             })
             .collect();
-        let expected = batch_join_query(&join.sql, &join.left, &tables).await;
+        let expected = batch_join_query(&join.sql, &tables).await;
         let got = sink.batches(&join.name, Emit::Final);
         let context = format!("view {} (seed {seed}) {}", join.name, join.sql);
         assert_same_rows(

@@ -81,6 +81,13 @@ pub enum Error {
     /// A batch's rows do not have the schema of their stream.
     #[error("a `{stream}` batch does not have the stream's columns: {message}")]
     Batch { stream: String, message: String },
+    /// The batch formulation ([`crate::batch`], what `verify` runs) cannot
+    /// recompute the view: a construct its rewrite does not handle (named),
+    /// tables that do not fit the SQL, late rows that lack a column the
+    /// aggregation reads or match no input row, or the query failed on the
+    /// rows. Nothing was changed.
+    #[error("view `{view}`: recomputing it as one batch query: {message}")]
+    Recompute { view: String, message: String },
     /// Something that cannot fail did: a bug. The engine stops taking input.
     #[error("internal error in {context}: {source}")]
     Internal {
@@ -105,7 +112,8 @@ impl Error {
             | Error::Reference { .. }
             | Error::Restore(_)
             | Error::Input { .. }
-            | Error::Batch { .. } => ErrorClass::BadInput,
+            | Error::Batch { .. }
+            | Error::Recompute { .. } => ErrorClass::BadInput,
             Error::Internal { .. } | Error::Stopped(_) => ErrorClass::Internal,
         }
     }

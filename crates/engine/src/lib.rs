@@ -13,8 +13,10 @@
 //! `window.rs` (window kinds and their arithmetic), `view/` (one running
 //! view), `state/` (accumulator state of open windows), `watermark.rs`,
 //! `snapshot.rs` (state out and back in), `feed.rs` (how plans read their
-//! input), `live.rs` (the live tables), `error.rs`.
+//! input), `live.rs` (the live tables), `error.rs`; `batch/` is the batch
+//! formulation of views that `verify` checks the stored rows against.
 
+pub mod batch;
 mod catalog;
 mod error;
 mod feed;
