@@ -31,6 +31,9 @@ pub enum Command {
     /// Run read-only SQL over the tables a pipeline wrote (raw.*, views.*,
     /// late.*, deadletters.*, reference tables).
     Query(crate::query::QueryArgs),
+    /// Recompute each view's final windows as a batch query over the raw
+    /// archive (minus its late events) and report every difference.
+    Verify(crate::verify::VerifyArgs),
 }
 
 /// Options that shape the simulated factory, shared by `produce` and `demo`.

@@ -5,6 +5,7 @@ mod demo;
 mod display;
 mod produce;
 mod query;
+mod verify;
 mod views;
 
 use std::process::ExitCode;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => produce::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Query(args) => query::run(args).await,
+            Command::Verify(args) => verify::run(args).await,
         }
     });
     match result {

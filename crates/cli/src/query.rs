@@ -67,7 +67,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn csv_batches(csv: &str) -> anyhow::Result<Vec<RecordBatch>> {
+pub fn csv_batches(csv: &str) -> anyhow::Result<Vec<RecordBatch>> {
     let format = arrow::csv::reader::Format::default().with_header(true);
     let (schema, _) = format.infer_schema(std::io::Cursor::new(csv.as_bytes()), None)?;
     let reader = arrow::csv::ReaderBuilder::new(Arc::new(schema))

@@ -75,7 +75,9 @@ async fn produce_stream(brokers: &str) -> i64 {
     }
     kpiflow_tests::send_to_partitions(brokers, &closing);
     kpiflow_tests::fence(brokers, &TOPICS);
-    let held: i64 = kpiflow_tests::high_watermarks(brokers, &TOPICS).values().sum();
+    let held: i64 = kpiflow_tests::high_watermarks(brokers, &TOPICS)
+        .values()
+        .sum();
     assert!(
         held >= RECORDS as i64 + 2 * closing.len() as i64,
         "the topics hold {held} records"
@@ -189,7 +191,12 @@ async fn run_to_the_end(brokers: &str, data: &Path, log: &Path, held: i64) {
         .unwrap();
     assert!(status.success());
     let status = wait(&mut child, Duration::from_secs(60)).expect("exits within 60 s of SIGTERM");
-    assert_eq!(status.code(), Some(0), "SIGTERM → exit 0; see {}", log.display());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM → exit 0; see {}",
+        log.display()
+    );
     assert!(
         checkpoints(data) > before || before > 0,
         "a final checkpoint was taken"
@@ -207,7 +214,10 @@ async fn tables(data: &Path) -> Vec<(String, Vec<RecordBatch>)> {
     let catalog = Catalog::open(&location).await.unwrap();
     let mut out = Vec::new();
     for table in catalog.tables() {
-        let rows = catalog.query(&format!("SELECT * FROM {table}")).await.unwrap();
+        let rows = catalog
+            .query(&format!("SELECT * FROM {table}"))
+            .await
+            .unwrap();
         out.push((table.clone(), rows));
     }
     out
@@ -218,7 +228,10 @@ struct Seeded(u64);
 
 impl Seeded {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -241,7 +254,10 @@ async fn killed_at_any_moment_the_tables_equal_an_uninterrupted_run() {
         let mut child = start(&brokers, &crashed, &log("crashed"), Some(point));
         let status = wait(&mut child, Duration::from_secs(120)).unwrap_or_else(|| {
             let _ = child.kill();
-            panic!("failpoint {point} was not reached within 120 s; see {}", log("crashed").display())
+            panic!(
+                "failpoint {point} was not reached within 120 s; see {}",
+                log("crashed").display()
+            )
         });
         assert_eq!(
             status.signal(),
@@ -254,7 +270,10 @@ async fn killed_at_any_moment_the_tables_equal_an_uninterrupted_run() {
         let mut child = start(&brokers, &crashed, &log("crashed"), None);
         std::thread::sleep(Duration::from_millis(500 + random.below(3000)));
         if child.try_wait().unwrap().is_some() {
-            panic!("kpiflow run exited by itself; see {}", log("crashed").display());
+            panic!(
+                "kpiflow run exited by itself; see {}",
+                log("crashed").display()
+            );
         }
         child.kill().unwrap();
         child.wait().unwrap();
@@ -263,7 +282,8 @@ async fn killed_at_any_moment_the_tables_equal_an_uninterrupted_run() {
 
     let want = tables(&whole).await;
     let got = tables(&crashed).await;
-    let names = |t: &[(String, Vec<RecordBatch>)]| t.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    let names =
+        |t: &[(String, Vec<RecordBatch>)]| t.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     assert_eq!(names(&got), names(&want), "the same tables");
     let mut final_rows = 0;
     for ((name, got), (_, want)) in got.iter().zip(&want) {
@@ -271,7 +291,13 @@ async fn killed_at_any_moment_the_tables_equal_an_uninterrupted_run() {
         if name.starts_with("views.") {
             final_rows += want.iter().map(RecordBatch::num_rows).sum::<usize>();
         }
-        assert!(!name.starts_with("late."), "no late events in this stream, yet {name} exists");
+        assert!(
+            !name.starts_with("late."),
+            "no late events in this stream, yet {name} exists"
+        );
     }
-    assert!(final_rows > 100, "the views have final windows ({final_rows} rows)");
+    assert!(
+        final_rows > 100,
+        "the views have final windows ({final_rows} rows)"
+    );
 }

@@ -191,6 +191,22 @@ impl DataLocation {
         }
     }
 
+    /// The pipeline the location belongs to, if one claimed it.
+    pub async fn owner(&self) -> Result<Option<String>> {
+        let path = self.path("_kpiflow/pipeline");
+        match self.store.get(&path).await {
+            Ok(got) => {
+                let bytes = got
+                    .bytes()
+                    .await
+                    .map_err(|e| StorageError::store(format!("reading {path}"), e))?;
+                Ok(Some(String::from_utf8_lossy(&bytes).trim().to_owned()))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(StorageError::store(format!("reading {path}"), e)),
+        }
+    }
+
     /// Claims the location for `pipeline` (a marker written with a
     /// conditional put), or checks that it already belongs to it.
     pub async fn claim(&self, pipeline: &str) -> Result<()> {
