@@ -1,10 +1,12 @@
 //! The `kpiflow` binary: command-line parsing and wiring of the crates.
 
 mod args;
+mod config;
 mod demo;
 mod display;
 mod produce;
 mod query;
+mod run;
 mod views;
 
 use std::process::ExitCode;
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => produce::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Query(args) => query::run(args).await,
+            Command::Run(args) => run::run(args).await,
         }
     });
     match result {
