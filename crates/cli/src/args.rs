@@ -1,6 +1,7 @@
 //! Command-line arguments. Every option has a help text with an example;
 //! values are checked here so that a mistake is reported in one line.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use kpiflow_ingest::simulator::{Clock, Scenario, SimConfig};
 #[command(name = "kpiflow", version, propagate_version = true)]
 #[command(after_help = "Examples:\n  \
     kpiflow demo                                   # everything in one process, no Kafka needed\n  \
+    kpiflow run --config kpiflow.toml              # against a real Kafka cluster and object store\n  \
     kpiflow produce --brokers 127.0.0.1:9092 --scenario peak --rate 2000 --duration 5m")]
 pub struct Cli {
     #[command(subcommand)]
@@ -34,6 +36,9 @@ pub enum Command {
     /// Recompute each view's final windows as a batch query over the raw
     /// archive (minus its late events) and report every difference.
     Verify(crate::verify::VerifyArgs),
+    /// Run the pipeline against a real Kafka cluster and object store, as
+    /// configured by defaults < --config FILE < KPIFLOW_* variables < flags.
+    Run(RunArgs),
 }
 
 /// Options that shape the simulated factory, shared by `produce` and `demo`.
@@ -179,6 +184,58 @@ pub struct DemoArgs {
     /// Example: --data ./demo-data
     #[arg(long, value_name = "DIR")]
     pub data: Option<std::path::PathBuf>,
+}
+
+/// Run the pipeline: Kafka source, continuous views, Delta tables.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    kpiflow run --config kpiflow.toml\n  \
+    kpiflow run --brokers kafka:9092 --data s3://factory-kpis/prod --print-config\n  \
+    KPIFLOW_CHECKPOINT__INTERVAL=5s kpiflow run --config kpiflow.toml -X security.protocol=SSL\n\n\
+    Settings, lowest precedence first: built-in defaults, the --config file (TOML; kpiflow.toml\n\
+    in the repository lists every setting), KPIFLOW_* variables (nested keys joined by __, e.g.\n\
+    KPIFLOW_KAFKA__BROKERS), then these flags. Unset storage.s3 settings fall back to the usual\n\
+    AWS_* variables. Every invalid setting is reported at once, naming its file line, variable\n\
+    or flag (exit code 2).")]
+pub struct RunArgs {
+    /// The configuration file (TOML); without it, only defaults, KPIFLOW_*
+    /// variables and flags apply. Example: --config kpiflow.toml
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Kafka bootstrap servers (kafka.brokers). Example: --brokers kafka1:9092,kafka2:9092
+    #[arg(long, value_name = "HOST:PORT,...")]
+    pub brokers: Option<String>,
+
+    /// Consumer group shared by every process of the pipeline (kafka.group).
+    /// Example: --group kpiflow-eu
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+
+    /// Where tables and checkpoints live: a directory, file:///path or
+    /// s3://bucket/prefix (data). Example: --data s3://factory-kpis/prod
+    #[arg(long, value_name = "DIR|URL")]
+    pub data: Option<String>,
+
+    /// How often a checkpoint is taken (checkpoint.interval). Example: --checkpoint-interval 30s
+    #[arg(long, value_name = "D")]
+    pub checkpoint_interval: Option<String>,
+
+    /// The Delta application-transaction id (pipeline.id), [A-Za-z0-9_.-], at
+    /// most 64 characters. Example: --pipeline-id kpiflow-eu
+    #[arg(long, value_name = "ID")]
+    pub pipeline_id: Option<String>,
+
+    /// A librdkafka property, repeatable; added to kafka.properties, winning
+    /// over the same property from the file or environment.
+    /// Example: -X security.protocol=SASL_SSL
+    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+
+    /// Print the merged settings as TOML (secrets as "***") and exit without
+    /// connecting anywhere. Example: kpiflow run --config kpiflow.toml --print-config
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 fn parse_view(s: &str) -> Result<String, String> {

@@ -1,10 +1,12 @@
 //! The `kpiflow` binary: command-line parsing and wiring of the crates.
 
 mod args;
+mod config;
 mod demo;
 mod display;
 mod produce;
 mod query;
+mod run;
 mod verify;
 mod views;
 
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Query(args) => query::run(args).await,
             Command::Verify(args) => verify::run(args).await,
+            Command::Run(args) => run::run(args).await,
         }
     });
     match result {

@@ -39,12 +39,20 @@ pub const REFERENCES: &[(&str, &str)] = csv_files![
 
 /// An engine with the reference tables and every view.
 pub async fn engine() -> anyhow::Result<Engine> {
-    let mut engine = Engine::new(EngineConfig::default())?;
+    let all: Vec<String> = VIEWS.iter().map(|(n, _)| (*n).to_owned()).collect();
+    engine_with(EngineConfig::default(), &all).await
+}
+
+/// An engine with `config`, the reference tables and the views named.
+pub async fn engine_with(config: EngineConfig, views: &[String]) -> anyhow::Result<Engine> {
+    let mut engine = Engine::new(config)?;
     for (name, csv) in REFERENCES {
         engine.register_reference_csv(name, csv)?;
     }
     for (name, text) in VIEWS {
-        engine.create_view_file(name, text).await?;
+        if views.iter().any(|v| v == name) {
+            engine.create_view_file(name, text).await?;
+        }
     }
     Ok(engine)
 }

@@ -41,6 +41,7 @@ fn help_explains_every_option_with_an_example() {
         vec!["--help"],
         vec!["produce", "--help"],
         vec!["demo", "--help"],
+        vec!["run", "--help"],
     ] {
         let (output, _) = run_within(
             {

@@ -104,7 +104,10 @@ fn closing_record(topic: &str, time: &str) -> Vec<u8> {
     json.into_bytes()
 }
 
+/// Starts `kpiflow run` on `data`; its consumer group is named after the
+/// folder, as each run of the test is a pipeline of its own.
 fn start(brokers: &str, data: &Path, log: &Path, failpoint: Option<&str>) -> Child {
+    let group = format!("crash-test-{}", data.file_name().unwrap().to_string_lossy());
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -112,10 +115,18 @@ fn start(brokers: &str, data: &Path, log: &Path, failpoint: Option<&str>) -> Chi
         .unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_kpiflow"));
     command
-        .args(["run", "--brokers", brokers, "--group", "crash-test"])
+        .args(["run", "--brokers", brokers, "--group", &group])
         .arg("--data")
         .arg(data)
         .args(["--pipeline-id", PIPELINE, "--checkpoint-interval", "1s"])
+        // A killed member stays in the group until its session times out;
+        // the next run's assignment waits for that.
+        .args([
+            "-X",
+            "session.timeout.ms=6000",
+            "-X",
+            "heartbeat.interval.ms=500",
+        ])
         .env("RUST_LOG", "warn,librdkafka=off,rdkafka=off")
         .env_remove("KPIFLOW_FAILPOINT")
         .stdout(Stdio::null())
@@ -241,10 +252,15 @@ async fn killed_at_any_moment_the_tables_equal_an_uninterrupted_run() {
     let broker = OwnBroker::start();
     let brokers = broker.brokers.clone();
     let held = produce_stream(&brokers).await;
-    let work = tempfile::tempdir().unwrap();
-    let whole = work.path().join("whole");
-    let crashed = work.path().join("crashed");
-    let log = |name: &str| -> PathBuf { work.path().join(format!("{name}.log")) };
+    // Kept when the test fails, for its logs and tables; deleted at the end.
+    let work = tempfile::Builder::new()
+        .prefix("kpiflow-crash-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let whole = work.join("whole");
+    let crashed = work.join("crashed");
+    let log = |name: &str| -> PathBuf { work.join(format!("{name}.log")) };
 
     run_to_the_end(&brokers, &whole, &log("whole"), held).await;
 

@@ -255,7 +255,10 @@ fn local(
     let url = Url::from_directory_path(&dir)
         .map_err(|()| format!("{} is not an absolute directory", dir.display()))?;
     let root = Path::from_absolute_path(&dir).map_err(|e| e.to_string())?;
-    Ok((url, Arc::new(LocalFileSystem::new()), root))
+    // Deleting a file also deletes the folders it leaves empty (old
+    // checkpoints, vacuumed partitions).
+    let store = LocalFileSystem::new().with_automatic_cleanup(true);
+    Ok((url, Arc::new(store), root))
 }
 
 fn s3_store(
