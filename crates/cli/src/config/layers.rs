@@ -17,10 +17,12 @@ pub const FILE_NAME: &str = "configuration file";
 pub const ENV_NAME: &str = "environment";
 pub const FLAGS_NAME: &str = "command-line flags";
 
-/// The project's other `KPIFLOW_*` variables (tests, benches, `produce`),
+/// The project's other `KPIFLOW_*` variables (tests, benches, scripts),
 /// which are not settings of `run`.
 fn is_other_variable(rest: &str) -> bool {
-    rest == "BLESS" || rest.starts_with("TEST_") || rest.starts_with("BENCH_")
+    matches!(rest, "BLESS" | "FAILPOINT" | "TANSU" | "CACHE_DIR")
+        || rest.starts_with("TEST_")
+        || rest.starts_with("BENCH_")
 }
 
 /// One layer, named so that a value's origin can be told from its tag.
