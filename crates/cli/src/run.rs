@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kpiflow_ingest::source::start;
 use kpiflow_pipeline::{Durability, Input, PipelineConfig};
-use kpiflow_storage::{S3Options, StoreOptions};
 use kpiflow_types::Stream;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -36,18 +35,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         print!("{}", config.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
-    let s3 = &config.storage.s3;
-    let options = StoreOptions {
-        s3: S3Options {
-            endpoint: s3.endpoint.clone(),
-            region: s3.region.clone(),
-            access_key_id: s3.access_key_id.clone(),
-            secret_access_key: s3.secret_access_key.as_ref().map(|s| s.expose().to_owned()),
-            session_token: s3.session_token.as_ref().map(|s| s.expose().to_owned()),
-            allow_http: s3.allow_http,
-        },
-        ..StoreOptions::default()
-    };
+    let options = config.store_options();
     let data = config.data.to_string();
     let location = kpiflow_storage::DataLocation::open(&data, &options)?;
     let engine = crate::views::engine_with(config.engine_config(), &config.views).await?;

@@ -12,6 +12,7 @@ use super::load::{Origin, Origins, Problem};
 use super::values::{self, shown};
 use super::*;
 use kpiflow_ingest::source::MIN_IDLE_TIMEOUT;
+use kpiflow_storage::TableKind;
 
 pub(super) type Path = Vec<String>;
 
@@ -225,8 +226,9 @@ impl<'a> Checker<'a> {
             Ok(bytes)
         });
         let mut retention = BTreeMap::new();
-        for kind in ["raw", "views", "late", "dead_letters", "alert_history"] {
-            let kept = self.setting(&format!("retention.{kind}"), |v, _| {
+        let mut retention_valid = true;
+        for kind in TableKind::ALL {
+            let kept = self.setting(&format!("retention.{}", kind.dir()), |v, _| {
                 let d = values::duration_or(v, "forever")?;
                 if d.is_some_and(|d| d < Duration::from_secs(3600)) {
                     return Err(format!(
@@ -236,19 +238,18 @@ impl<'a> Checker<'a> {
                 }
                 Ok(d)
             });
-            retention.insert(kind, kept);
+            match kept {
+                Some(kept) => {
+                    retention.insert(kind, kept);
+                }
+                None => retention_valid = false,
+            }
         }
+        let request_timeout = self.duration("storage.request_timeout", above_zero, "");
         let s3 = self.s3();
         self.unknown_keys();
 
-        let mut kept = |kind: &str| retention.remove(kind).flatten();
-        let retention = (
-            kept("raw")?,
-            kept("views")?,
-            kept("late")?,
-            kept("dead_letters")?,
-            kept("alert_history")?,
-        );
+        let retention = retention_valid.then_some(RetentionConfig(retention));
         Some(RunConfig {
             data: data?,
             views: views?,
@@ -286,14 +287,11 @@ impl<'a> Checker<'a> {
                 interval: compaction_interval?,
                 target_file_size: target_file_size?,
             },
-            retention: RetentionConfig {
-                raw: retention.0,
-                views: retention.1,
-                late: retention.2,
-                dead_letters: retention.3,
-                alert_history: retention.4,
+            retention: retention?,
+            storage: StorageConfig {
+                request_timeout: request_timeout?,
+                s3: s3?,
             },
-            storage: StorageConfig { s3: s3? },
         })
     }
 }

@@ -17,10 +17,10 @@ pub const FILE_NAME: &str = "configuration file";
 pub const ENV_NAME: &str = "environment";
 pub const FLAGS_NAME: &str = "command-line flags";
 
-/// The project's other `KPIFLOW_*` variables (tests, benches, `produce`),
+/// The project's other `KPIFLOW_*` variables (tests, benches, scripts),
 /// which are not settings of `run`.
 fn is_other_variable(rest: &str) -> bool {
-    matches!(rest, "BLESS" | "TANSU" | "FAILPOINT" | "CACHE_DIR")
+    matches!(rest, "BLESS" | "FAILPOINT" | "TANSU" | "CACHE_DIR")
         || rest.starts_with("TEST_")
         || rest.starts_with("BENCH_")
 }

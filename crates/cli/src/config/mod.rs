@@ -29,6 +29,7 @@ use serde::ser::{SerializeMap, Serializer};
 
 use kpiflow_engine::EngineConfig;
 use kpiflow_ingest::source::SourceConfig;
+use kpiflow_storage::{S3Options, StoreOptions, TableKind};
 use kpiflow_types::{Stream, TimeBounds};
 
 #[cfg(test)]
@@ -44,7 +45,7 @@ pub const DEFAULTS: &str = include_str!("defaults.toml");
 pub struct RunConfig {
     /// Where tables and checkpoints live.
     #[serde(serialize_with = "values::ser_display")]
-    pub data: DataLocation,
+    pub data: DataSpec,
     /// The shipped views (`sql/<name>.sql`) to run; default all of them.
     pub views: Vec<String>,
     pub pipeline: PipelineConfig,
@@ -222,24 +223,40 @@ pub struct CompactionConfig {
     pub target_file_size: u64,
 }
 
-/// How long each kind of table keeps its partitions; `None` ("forever")
+/// How long each kind of table (`retention.<kind>`, named as its folder:
+/// raw, views, late, deadletters) keeps its partitions; `None` ("forever")
 /// keeps everything.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RetentionConfig {
-    #[serde(serialize_with = "values::ser_forever")]
-    pub raw: Option<Duration>,
-    #[serde(serialize_with = "values::ser_forever")]
-    pub views: Option<Duration>,
-    #[serde(serialize_with = "values::ser_forever")]
-    pub late: Option<Duration>,
-    #[serde(serialize_with = "values::ser_forever")]
-    pub dead_letters: Option<Duration>,
-    #[serde(serialize_with = "values::ser_forever")]
-    pub alert_history: Option<Duration>,
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetentionConfig(pub BTreeMap<TableKind, Option<Duration>>);
+
+impl RetentionConfig {
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the wiring of `kpiflow run` (next) calls it")
+    )]
+    pub fn of(&self, kind: TableKind) -> Option<Duration> {
+        self.0.get(&kind).copied().flatten()
+    }
+}
+
+impl Serialize for RetentionConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (kind, kept) in &self.0 {
+            let shown = kept.map_or("forever".to_owned(), |d| {
+                humantime::format_duration(d).to_string()
+            });
+            map.serialize_entry(kind.dir(), &shown)?;
+        }
+        map.end()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StorageConfig {
+    /// Longest wait for one request to the store, retries included.
+    #[serde(serialize_with = "values::ser_duration")]
+    pub request_timeout: Duration,
     pub s3: S3Config,
 }
 
@@ -292,19 +309,20 @@ impl Serialize for Secret {
 }
 
 /// `data`: a local directory (also written `file:///path`) or an S3 bucket
-/// and key prefix (`s3://bucket/prefix`).
+/// and key prefix (`s3://bucket/prefix`). Its `Display` is the spec that
+/// `kpiflow_storage::DataLocation::open` takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DataLocation {
+pub enum DataSpec {
     Dir(PathBuf),
     S3 { bucket: String, prefix: String },
 }
 
-impl fmt::Display for DataLocation {
+impl fmt::Display for DataSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DataLocation::Dir(path) => write!(f, "{}", path.display()),
-            DataLocation::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
-            DataLocation::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            DataSpec::Dir(path) => write!(f, "{}", path.display()),
+            DataSpec::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            DataSpec::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
         }
     }
 }
@@ -338,6 +356,23 @@ impl RunConfig {
         EngineConfig {
             out_of_orderness_ms: self.engine.out_of_orderness.as_millis() as i64,
             ..EngineConfig::default()
+        }
+    }
+
+    /// How storage reaches the store of [`RunConfig::data`].
+    pub fn store_options(&self) -> StoreOptions {
+        let s3 = &self.storage.s3;
+        let secret = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
+        StoreOptions {
+            s3: S3Options {
+                endpoint: s3.endpoint.clone(),
+                region: s3.region.clone(),
+                access_key_id: s3.access_key_id.clone(),
+                secret_access_key: secret(&s3.secret_access_key),
+                session_token: secret(&s3.session_token),
+                allow_http: s3.allow_http,
+            },
+            request_timeout: self.storage.request_timeout,
         }
     }
 

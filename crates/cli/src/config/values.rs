@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use figment::value::Value;
 use serde::Serializer;
 
-use super::DataLocation;
+use super::DataSpec;
 
 /// How a value is shown in a message: strings quoted, tables and lists by kind.
 pub fn shown(value: &Value) -> String {
@@ -205,17 +205,17 @@ pub fn brokers(value: &Value) -> Result<String, String> {
 }
 
 /// A directory, `file:///absolute/path` or `s3://bucket/prefix`.
-pub fn data_location(value: &Value) -> Result<DataLocation, String> {
+pub fn data_location(value: &Value) -> Result<DataSpec, String> {
     let s = string(value)?.trim();
     let forms = "a directory, file:///absolute/path or s3://bucket/prefix";
     let Some((scheme, rest)) = s.split_once("://") else {
         if s.is_empty() {
             return Err(format!("must not be empty: give {forms}"));
         }
-        return Ok(DataLocation::Dir(PathBuf::from(s)));
+        return Ok(DataSpec::Dir(PathBuf::from(s)));
     };
     match scheme {
-        "file" if rest.starts_with('/') => Ok(DataLocation::Dir(PathBuf::from(rest))),
+        "file" if rest.starts_with('/') => Ok(DataSpec::Dir(PathBuf::from(rest))),
         "file" => Err(format!(
             "{s:?}: a file URL needs an absolute path and no host (file:///var/lib/kpiflow)"
         )),
@@ -230,7 +230,7 @@ pub fn data_location(value: &Value) -> Result<DataLocation, String> {
                     "{s:?}: {bucket:?} is not a bucket name (3 to 63 of a-z 0-9 . -)"
                 ));
             }
-            Ok(DataLocation::S3 {
+            Ok(DataSpec::S3 {
                 bucket: bucket.to_owned(),
                 prefix: prefix.trim_matches('/').to_owned(),
             })
@@ -250,13 +250,6 @@ pub fn ser_off<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Er
     match d {
         Some(d) => ser_duration(d, s),
         None => s.serialize_str("off"),
-    }
-}
-
-pub fn ser_forever<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => ser_duration(d, s),
-        None => s.serialize_str("forever"),
     }
 }
 
@@ -315,7 +308,7 @@ mod tests {
         assert!(data_location(&text("s3://Bad_Bucket/x")).is_err());
         assert_eq!(
             data_location(&text("s3://kpis")),
-            Ok(DataLocation::S3 {
+            Ok(DataSpec::S3 {
                 bucket: "kpis".into(),
                 prefix: String::new()
             })

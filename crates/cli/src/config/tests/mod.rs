@@ -62,12 +62,22 @@ fn defaults_need_only_the_brokers_and_match_the_crates_own() {
     let config = load_with_env(&args(&["--brokers", "k:9092"]), env(&[])).unwrap();
     assert_eq!(config.kafka.brokers, "k:9092");
     assert_eq!(config.pipeline.id, "kpiflow");
-    assert_eq!(config.data, DataLocation::Dir("./kpiflow-data".into()));
+    assert_eq!(config.data, DataSpec::Dir("./kpiflow-data".into()));
     assert_eq!(config.checkpoint.interval, Duration::from_secs(10));
     assert_eq!(config.checkpoint.keep, 5);
     assert_eq!(config.compaction.interval, Some(Duration::from_secs(3600)));
     assert_eq!(config.compaction.target_file_size, 128 << 20);
-    assert_eq!(config.retention.raw, None);
+    assert!(
+        TableKind::ALL
+            .iter()
+            .all(|k| config.retention.of(*k).is_none())
+    );
+    let store = config.store_options();
+    assert_eq!(
+        store.request_timeout,
+        StoreOptions::default().request_timeout
+    );
+    assert!(store.s3.endpoint.is_none() && store.s3.secret_access_key.is_none());
     assert!(Stream::ALL.iter().all(|s| config.raw.archives(*s)));
     assert_eq!(config.views.len(), crate::views::VIEWS.len());
     assert_eq!(config.storage.s3, S3Config::default());
@@ -167,7 +177,7 @@ fn the_environment_takes_text_for_every_kind_of_setting() {
     assert_eq!(config.compaction.target_file_size, 1 << 20);
     assert_eq!(config.compaction.interval, None);
     assert_eq!(config.time_bounds().max_future_skew_ms, None);
-    let s3 = DataLocation::S3 {
+    let s3 = DataSpec::S3 {
         bucket: "factory-kpis".into(),
         prefix: "prod".into(),
     };

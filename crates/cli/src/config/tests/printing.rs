@@ -46,14 +46,14 @@ min = 2001-02-03T04:05:06Z
         .0
         .insert("sasl.password".into(), "***".into());
     assert_eq!(reloaded, expected, "printed:\n{printed}");
-    assert_eq!(reloaded.data, DataLocation::Dir("/var/lib/kpiflow".into()));
+    assert_eq!(reloaded.data, DataSpec::Dir("/var/lib/kpiflow".into()));
     // A TOML date-time works as well as a string.
     assert_eq!(
         values::format_time(&reloaded.time_bounds.min),
         "2001-02-03T04:05:06Z"
     );
     assert_eq!(
-        reloaded.retention.late,
+        reloaded.retention.of(TableKind::Late),
         Some(Duration::from_secs(30 * 86_400))
     );
 }

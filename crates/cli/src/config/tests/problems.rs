@@ -101,6 +101,8 @@ fn unknown_keys_are_errors_naming_the_closest_valid_key() {
         ("KPIFLOW_KAFKA_BROKERS", "k:9092"),
         ("KPIFLOW_TEST_BROKERS", "ignored:1"),
         ("KPIFLOW_BENCH_RUNS", "3"),
+        ("KPIFLOW_FAILPOINT", "after_manifest"),
+        ("KPIFLOW_TANSU", "/opt/tansu"),
         ("KPIFLOW_CHECKPOINT__", "5s"),
         ("KPIFLOW_ENGINE", "off"),
         ("KPIFLOW_ENGINE__OUT_OF_ORDERNESS", "1s"),
