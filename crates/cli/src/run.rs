@@ -35,6 +35,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         print!("{}", config.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
+    // Listening from the start: a signal during recovery is kept and
+    // honoured once the pipeline runs (a final checkpoint, exit 0) instead
+    // of killing the process halfway.
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let options = config.store_options();
     let data = config.data.to_string();
     let location = kpiflow_storage::DataLocation::open(&data, &options)?;
@@ -67,8 +72,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut source_config = config.source_config();
     source_config.start_offsets = recovered.start_offsets;
     let cancel = CancellationToken::new();
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut source = start(source_config, cancel.clone()).await?;
     let input = Input::from(&mut source);
     let mut pipeline = tokio::spawn(recovered.pipeline.run(input, cancel.clone()));

@@ -213,14 +213,19 @@ impl Engine {
     /// Where each source partition's reading stands: everything before
     /// `next_offset` is in the engine's state (or its output) already.
     pub fn source_positions(&self) -> Vec<SourcePosition> {
+        // A partition whose position the source did not know yet (-1) has
+        // none to resume from: nothing of it was read.
         self.partitions
             .iter()
             .flat_map(|(stream, parts)| {
-                parts.iter().map(|(&partition, p)| SourcePosition {
-                    stream: stream.clone(),
-                    partition,
-                    next_offset: p.next_offset,
-                })
+                parts
+                    .iter()
+                    .filter(|(_, p)| p.next_offset >= 0)
+                    .map(|(&partition, p)| SourcePosition {
+                        stream: stream.clone(),
+                        partition,
+                        next_offset: p.next_offset,
+                    })
             })
             .collect()
     }

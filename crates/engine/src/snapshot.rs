@@ -364,7 +364,8 @@ fn read_partitions(batch: &RecordBatch) -> std::result::Result<Partitions, Strin
             return Err(bad(&format!("unknown stream `{stream}`")));
         }
         let (partition, offset) = (partitions.value(row), offsets.value(row));
-        if partition < 0 || offset < 0 {
+        // -1: the source did not know the partition's position yet.
+        if partition < 0 || offset < -1 {
             return Err(bad(&format!(
                 "{stream} partition {partition} at offset {offset}"
             )));

@@ -59,13 +59,23 @@ impl Engine {
                 // `None` orders before any time, so `max` keeps the latest
                 // known. A time windows cannot hold (a source without the
                 // ingest guards) must not move the watermark.
-                let before = parts.get(&p.partition).and_then(|s| s.max_event_time);
+                let known = parts.get(&p.partition);
+                let before = known.and_then(|s| s.max_event_time);
                 let now = p.max_event_time_ms.filter(|t| in_time_range(*t));
+                // A source that does not know a partition's position yet
+                // (-1: resumed at an offset, nothing read since) must not
+                // erase the one restored from a checkpoint: the next
+                // checkpoint would lose where the partition resumes.
+                let next_offset = if p.next_offset >= 0 {
+                    p.next_offset
+                } else {
+                    known.map_or(-1, |s| s.next_offset)
+                };
                 (
                     p.partition,
                     PartitionState {
                         max_event_time: before.max(now),
-                        next_offset: p.next_offset,
+                        next_offset,
                         idle: p.idle,
                     },
                 )

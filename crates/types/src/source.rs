@@ -42,7 +42,8 @@ pub struct PartitionProgress {
     /// Largest event time (epoch ms) seen on the partition so far, if any.
     pub max_event_time_ms: Option<i64>,
     /// Offset of the next record to read: everything before it is in a batch
-    /// or a dead letter already handed downstream.
+    /// or a dead letter already handed downstream; -1 while unknown (no
+    /// record seen and no committed offset).
     pub next_offset: i64,
     /// Caught up with the partition's end and nothing new for the idle
     /// timeout. Never true for a partition paused by back-pressure or lagging.
