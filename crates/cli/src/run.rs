@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kpiflow_ingest::source::start;
 use kpiflow_pipeline::{Durability, Input, PipelineConfig};
+use kpiflow_storage::{MaintenanceConfig, TableKind};
 use kpiflow_types::Stream;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -57,6 +58,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         checkpoint_interval: Some(config.checkpoint.interval),
         ..PipelineConfig::default()
     };
+    let cancel = CancellationToken::new();
     let recovered = kpiflow_pipeline::recover(engine, pipeline_config, &durability).await?;
     if recovered.epoch == 0 {
         eprintln!(
@@ -69,9 +71,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             config.pipeline.id, recovered.epoch
         );
     }
+    let maintenance = config.compaction.interval.map(|every| {
+        let retention = TableKind::ALL
+            .into_iter()
+            .filter_map(|kind| Some((kind, config.retention.of(kind)?)))
+            .collect();
+        kpiflow_pipeline::spawn_maintenance(
+            durability.location.clone(),
+            every,
+            MaintenanceConfig {
+                target_file_size: config.compaction.target_file_size,
+                retention,
+            },
+            cancel.clone(),
+        )
+    });
     let mut source_config = config.source_config();
     source_config.start_offsets = recovered.start_offsets;
-    let cancel = CancellationToken::new();
     let mut source = start(source_config, cancel.clone()).await?;
     let input = Input::from(&mut source);
     let mut pipeline = tokio::spawn(recovered.pipeline.run(input, cancel.clone()));
@@ -88,6 +104,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .context("the final checkpoint did not finish in time")?,
     };
     let summary = done.context("the pipeline task failed")??;
+    if let Some(task) = maintenance {
+        let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, task).await;
+    }
     tokio::time::timeout(SHUTDOWN_TIMEOUT, source.task)
         .await
         .context("the source did not stop in time")?

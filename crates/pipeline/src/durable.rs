@@ -4,10 +4,14 @@
 //! `kpiflow run` and `kpiflow demo` share.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use kpiflow_engine::Engine;
-use kpiflow_storage::{DataLocation, DeltaSink, ObjectCheckpoints, TableKind, TableSpec};
+use kpiflow_storage::{
+    DataLocation, DeltaSink, MaintenanceConfig, ObjectCheckpoints, TableKind, TableSpec,
+};
 use kpiflow_types::Stream;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::runner::{Pipeline, PipelineConfig};
@@ -78,5 +82,33 @@ pub async fn recover(
         pipeline,
         start_offsets,
         epoch,
+    })
+}
+
+/// Compacts and expires the location's tables every `every` until
+/// `cancel`, on a task of its own: a failed pass is logged and retried at
+/// the next one, never fatal to the pipeline.
+pub fn spawn_maintenance(
+    location: DataLocation,
+    every: Duration,
+    config: MaintenanceConfig,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            match kpiflow_storage::maintain(&location, &config).await {
+                Ok(report) => tracing::info!(?report, "maintenance pass"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "maintenance pass failed; retried at the next one")
+                }
+            }
+        }
     })
 }

@@ -15,7 +15,7 @@ mod memory;
 mod runner;
 mod sinks;
 
-pub use durable::{Durability, Recovered, recover};
+pub use durable::{Durability, Recovered, recover, spawn_maintenance};
 pub use error::{PipelineError, Result};
 pub use kpiflow_types::{Checkpoint, CheckpointStore};
 pub use memory::{MemoryCheckpoints, MemorySink};

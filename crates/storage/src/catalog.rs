@@ -144,7 +144,7 @@ impl Catalog {
 }
 
 /// The tables of one kind: the folders under `<data>/<kind>/`.
-async fn table_names(location: &DataLocation, kind: TableKind) -> Result<Vec<String>> {
+pub(crate) async fn table_names(location: &DataLocation, kind: TableKind) -> Result<Vec<String>> {
     let dir = location.path(kind.dir());
     let listed = location
         .store()

@@ -11,6 +11,7 @@
 //! - `orphans.rs`: recovery's clean-up of a crashed epoch's files.
 //! - `manifest.rs`, `checkpoint.rs`: checkpoints (state, offsets, files to
 //!   add) and the manifest that commits them.
+//! - `maintenance.rs`: compaction (OPTIMIZE) and retention (delete + VACUUM).
 //! - `catalog.rs`: the tables as one DataFusion catalog, read-only SQL.
 
 mod catalog;
@@ -18,6 +19,7 @@ mod checkpoint;
 mod delta;
 mod error;
 mod location;
+mod maintenance;
 mod manifest;
 mod orphans;
 mod sink;
@@ -28,7 +30,8 @@ pub use catalog::{Catalog, QueryError};
 pub use checkpoint::ObjectCheckpoints;
 pub use error::{Result, StorageError};
 pub use location::{DataLocation, S3Options, StoreOptions};
+pub use maintenance::{MaintenanceConfig, MaintenanceReport, run_once as maintain};
 pub use manifest::{MANIFEST_FORMAT, Manifest};
 pub use sink::DeltaSink;
 pub use tables::{Partitioning, TableKind, TableSpec, dead_letter_schema};
-pub use writer::{EPOCH_KEY, PIPELINE_KEY};
+pub use writer::{DEFAULT_TARGET_FILE_SIZE, EPOCH_KEY, PIPELINE_KEY};

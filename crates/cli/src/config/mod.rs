@@ -230,10 +230,6 @@ pub struct CompactionConfig {
 pub struct RetentionConfig(pub BTreeMap<TableKind, Option<Duration>>);
 
 impl RetentionConfig {
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the wiring of `kpiflow run` (next) calls it")
-    )]
     pub fn of(&self, kind: TableKind) -> Option<Duration> {
         self.0.get(&kind).copied().flatten()
     }
