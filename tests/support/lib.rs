@@ -3,7 +3,9 @@
 //! of everything appended to a set of topics.
 
 pub mod broker;
+pub mod moto;
 pub mod oracle;
+pub mod python;
 pub mod sales;
 pub mod watermark;
 

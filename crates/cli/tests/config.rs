@@ -169,13 +169,3 @@ fn a_missing_config_file_is_a_usage_error() {
         "{stderr}"
     );
 }
-
-#[test]
-fn run_says_it_is_not_wired_yet_instead_of_pretending() {
-    let output = kpiflow(&["run", "--brokers", "127.0.0.1:1"], &[]);
-    assert_eq!(output.status.code(), Some(1));
-    assert_eq!(
-        text(&output.stderr).trim(),
-        "error: kpiflow run: storage wiring not built yet"
-    );
-}

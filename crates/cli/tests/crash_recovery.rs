@@ -19,14 +19,16 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, Int64Array, RecordBatch};
 use kpiflow_ingest::produce::{Limit, ProduceOptions, Progress, produce};
 use kpiflow_ingest::simulator::{Scenario, SimConfig};
-use kpiflow_storage::{Catalog, DataLocation, StoreOptions};
+use kpiflow_storage::{Catalog, DataLocation, ObjectCheckpoints, S3Options, StoreOptions};
 use kpiflow_tests::broker::OwnBroker;
+use kpiflow_tests::moto::MotoServer;
 use tokio_util::sync::CancellationToken;
 
 const TOPICS: [&str; 4] = ["sales", "production", "logistics", "equipment"];
 const PARTITIONS: i32 = 2;
 const RECORDS: u64 = 30_000;
 const PIPELINE: &str = "crash-test";
+const BUCKET: &str = "kpiflow-crash";
 /// Each step of the commit protocol, in order.
 const FAILPOINTS: [&str; 5] = [
     "checkpoint.prepared",
@@ -37,6 +39,52 @@ const FAILPOINTS: [&str; 5] = [
 ];
 /// How long one run may take to consume everything.
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Where a run's tables go: a local directory or a bucket on moto.
+struct Target {
+    name: String,
+    /// The `--data` of `kpiflow run`.
+    data: String,
+    /// Variables the runs get (the S3 endpoint and credentials).
+    env: Vec<(String, String)>,
+    options: StoreOptions,
+    log: PathBuf,
+}
+
+impl Target {
+    fn local(work: &Path, name: &str) -> Target {
+        Target {
+            name: name.to_owned(),
+            data: work.join(name).to_string_lossy().into_owned(),
+            env: Vec::new(),
+            options: StoreOptions::default(),
+            log: work.join(format!("{name}.log")),
+        }
+    }
+
+    fn s3(work: &Path, name: &str, moto: &MotoServer) -> Target {
+        let mut options = StoreOptions::default();
+        options.s3 = S3Options {
+            endpoint: Some(moto.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            session_token: None,
+            allow_http: Some(true),
+        };
+        Target {
+            name: name.to_owned(),
+            data: format!("s3://{BUCKET}/{name}"),
+            env: moto.env(),
+            options,
+            log: work.join(format!("{name}.log")),
+        }
+    }
+
+    fn location(&self) -> DataLocation {
+        DataLocation::open(&self.data, &self.options).unwrap()
+    }
+}
 
 /// Produces the seeded stream, the records two days ahead and tansu's
 /// fences; returns how many records the topics hold.
@@ -104,43 +152,32 @@ fn closing_record(topic: &str, time: &str) -> Vec<u8> {
     json.into_bytes()
 }
 
-/// Starts `kpiflow run` on `data`. Every run has a consumer group of its
+/// Starts `kpiflow run` on `target`. Every run has a consumer group of its
 /// own: tansu 0.6 keeps a member killed with SIGKILL in its group and goes
 /// on assigning it partitions long past `session.timeout.ms` (measured:
 /// half the partitions never fetched for minutes), where Kafka would evict
 /// it. Recovery takes its offsets from the checkpoint, not from the group,
 /// so this changes nothing of what is tested.
-fn start(brokers: &str, data: &Path, log: &Path, failpoint: Option<&str>) -> Child {
+fn start(brokers: &str, target: &Target, failpoint: Option<&str>) -> Child {
     static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let group = format!(
-        "crash-test-{}-{run}",
-        data.file_name().unwrap().to_string_lossy()
-    );
+    let group = format!("crash-test-{}-{run}", target.name);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(log)
+        .open(&target.log)
         .unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_kpiflow"));
     command
         .args(["run", "--brokers", brokers, "--group", &group])
-        .arg("--data")
-        .arg(data)
+        .args(["--data", &target.data])
         .args(["--pipeline-id", PIPELINE, "--checkpoint-interval", "1s"])
-        // A killed member stays in the group until its session times out;
-        // the next run's assignment waits for that.
-        .args([
-            "-X",
-            "session.timeout.ms=6000",
-            "-X",
-            "heartbeat.interval.ms=500",
-        ])
         .env("RUST_LOG", "warn,librdkafka=off,rdkafka=off")
         // Small batches: a run takes several seconds over the stream, so
         // that the kills fall in the middle of it.
         .env("KPIFLOW_SOURCE__MAX_BATCH_ROWS", "32")
         .env_remove("KPIFLOW_FAILPOINT")
+        .envs(target.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(log);
     if let Some(point) = failpoint {
@@ -161,11 +198,8 @@ fn wait(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 }
 
 /// Committed rows of every `raw.*` and `deadletters.*` table.
-async fn consumed(data: &Path) -> i64 {
-    let Ok(location) = DataLocation::open(data.to_str().unwrap(), &StoreOptions::default()) else {
-        return 0;
-    };
-    let Ok(catalog) = Catalog::open(&location).await else {
+async fn consumed(target: &Target) -> i64 {
+    let Ok(catalog) = Catalog::open(&target.location()).await else {
         return 0;
     };
     let mut total = 0;
@@ -188,53 +222,87 @@ async fn consumed(data: &Path) -> i64 {
 
 /// Runs until every record is committed somewhere, then stops it with
 /// SIGTERM and checks it exits 0 after a final checkpoint.
-async fn run_to_the_end(brokers: &str, data: &Path, log: &Path, held: i64) {
-    let mut child = start(brokers, data, log, None);
+async fn run_to_the_end(brokers: &str, target: &Target, held: i64) {
+    let log = target.log.display();
+    let mut child = start(brokers, target, None);
     let deadline = Instant::now() + CONSUME_TIMEOUT;
     loop {
-        let now = consumed(data).await;
+        let now = consumed(target).await;
         if now == held {
             break;
         }
         assert!(now < held, "{now} records committed of {held}: some twice");
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("kpiflow run exited early ({status}); see {}", log.display());
+            panic!("kpiflow run exited early ({status}); see {log}");
         }
         assert!(
             Instant::now() < deadline,
-            "{now} of {held} records committed after {CONSUME_TIMEOUT:?}; see {}",
-            log.display()
+            "{now} of {held} records committed after {CONSUME_TIMEOUT:?}; see {log}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let before = checkpoints(data);
+    let before = newest_checkpoint(target).await;
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let status = wait(&mut child, Duration::from_secs(60)).expect("exits within 60 s of SIGTERM");
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "SIGTERM → exit 0; see {}",
-        log.display()
-    );
+    assert_eq!(status.code(), Some(0), "SIGTERM → exit 0; see {log}");
     assert!(
-        checkpoints(data) > before || before > 0,
-        "a final checkpoint was taken"
+        newest_checkpoint(target).await > before,
+        "a checkpoint after SIGTERM; see {log}"
     );
 }
 
-fn checkpoints(data: &Path) -> usize {
-    std::fs::read_dir(data.join("checkpoints").join(PIPELINE))
-        .map(|d| d.count())
-        .unwrap_or(0)
+async fn newest_checkpoint(target: &Target) -> u64 {
+    ObjectCheckpoints::new(target.location(), PIPELINE, 2)
+        .epochs()
+        .await
+        .unwrap()
+        .first()
+        .map_or(0, |e| e.0)
 }
 
-async fn tables(data: &Path) -> Vec<(String, Vec<RecordBatch>)> {
-    let location = DataLocation::open(data.to_str().unwrap(), &StoreOptions::default()).unwrap();
-    let catalog = Catalog::open(&location).await.unwrap();
+/// One kill at each step of the commit protocol, then five at seeded
+/// moments, then a run to the end.
+async fn crash_repeatedly(brokers: &str, target: &Target, held: i64, seed: u64) {
+    let log = target.log.display();
+    for point in FAILPOINTS {
+        let mut child = start(brokers, target, Some(point));
+        let status = wait(&mut child, Duration::from_secs(120)).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("failpoint {point} was not reached within 120 s; see {log}")
+        });
+        assert_eq!(
+            status.signal(),
+            Some(6),
+            "the run should abort at failpoint {point}, not {status}; see {log}"
+        );
+    }
+    let mut random = Seeded(seed);
+    let mut mid_stream = 0;
+    for _ in 0..5 {
+        let mut child = start(brokers, target, None);
+        tokio::time::sleep(Duration::from_millis(500 + random.below(3000))).await;
+        if child.try_wait().unwrap().is_some() {
+            panic!("kpiflow run exited by itself; see {log}");
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if consumed(target).await < held {
+            mid_stream += 1;
+        }
+    }
+    assert!(
+        mid_stream >= 3,
+        "only {mid_stream} of the 5 kills came before the stream was consumed: slow the runs down"
+    );
+    run_to_the_end(brokers, target, held).await;
+}
+
+async fn tables(target: &Target) -> Vec<(String, Vec<RecordBatch>)> {
+    let catalog = Catalog::open(&target.location()).await.unwrap();
     let mut out = Vec::new();
     for table in catalog.tables() {
         let rows = catalog
@@ -259,71 +327,18 @@ impl Seeded {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_at_any_moment_the_tables_equal_an_uninterrupted_run() {
-    let broker = OwnBroker::start();
-    let brokers = broker.brokers.clone();
-    let held = produce_stream(&brokers).await;
-    // Kept when the test fails, for its logs and tables; deleted at the end.
-    let work = tempfile::Builder::new()
-        .prefix("kpiflow-crash-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    let whole = work.join("whole");
-    let crashed = work.join("crashed");
-    let log = |name: &str| -> PathBuf { work.join(format!("{name}.log")) };
-
-    run_to_the_end(&brokers, &whole, &log("whole"), held).await;
-
-    // One kill at each step of the commit protocol, then at seeded moments.
-    let mut random = Seeded(20261202);
-    for point in FAILPOINTS {
-        let mut child = start(&brokers, &crashed, &log("crashed"), Some(point));
-        let status = wait(&mut child, Duration::from_secs(120)).unwrap_or_else(|| {
-            let _ = child.kill();
-            panic!(
-                "failpoint {point} was not reached within 120 s; see {}",
-                log("crashed").display()
-            )
-        });
-        assert_eq!(
-            status.signal(),
-            Some(6),
-            "the run should abort at failpoint {point}, not {status}; see {}",
-            log("crashed").display()
-        );
-    }
-    let mut mid_stream = 0;
-    for _ in 0..5 {
-        let mut child = start(&brokers, &crashed, &log("crashed"), None);
-        tokio::time::sleep(Duration::from_millis(500 + random.below(3000))).await;
-        if child.try_wait().unwrap().is_some() {
-            panic!(
-                "kpiflow run exited by itself; see {}",
-                log("crashed").display()
-            );
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        if consumed(&crashed).await < held {
-            mid_stream += 1;
-        }
-    }
-    assert!(
-        mid_stream >= 3,
-        "only {mid_stream} of the 5 kills came before the stream was consumed: slow the runs down"
-    );
-    run_to_the_end(&brokers, &crashed, &log("crashed"), held).await;
-
-    let want = tables(&whole).await;
-    let got = tables(&crashed).await;
+/// Every table of `got` equals `want`'s as a multiset of rows.
+fn assert_same_tables(
+    got: &[(String, Vec<RecordBatch>)],
+    want: &[(String, Vec<RecordBatch>)],
+    what: &str,
+) {
     let names =
         |t: &[(String, Vec<RecordBatch>)]| t.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    assert_eq!(names(&got), names(&want), "the same tables");
+    assert_eq!(names(got), names(want), "{what}: the same tables");
     let mut final_rows = 0;
-    for ((name, got), (_, want)) in got.iter().zip(&want) {
-        kpiflow_tests::oracle::assert_same_rows(got, want, name);
+    for ((name, got), (_, want)) in got.iter().zip(want) {
+        kpiflow_tests::oracle::assert_same_rows(got, want, &format!("{what}: {name}"));
         if name.starts_with("views.") {
             final_rows += want.iter().map(RecordBatch::num_rows).sum::<usize>();
         }
@@ -336,4 +351,41 @@ async fn killed_at_any_moment_the_tables_equal_an_uninterrupted_run() {
         final_rows > 100,
         "the views have final windows ({final_rows} rows)"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_any_moment_the_tables_equal_an_uninterrupted_run() {
+    let broker = OwnBroker::start();
+    let moto = MotoServer::start(BUCKET);
+    let brokers = broker.brokers.clone();
+    let held = produce_stream(&brokers).await;
+    // Kept when the test fails, for its logs and tables; deleted at the end.
+    let work = tempfile::Builder::new()
+        .prefix("kpiflow-crash-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let whole = Target::local(&work, "whole");
+    run_to_the_end(&brokers, &whole, held).await;
+    let want = tables(&whole).await;
+
+    let local = Target::local(&work, "crashed");
+    crash_repeatedly(&brokers, &local, held, 20261202).await;
+    assert_same_tables(&tables(&local).await, &want, "killed, on a local directory");
+
+    let s3 = Target::s3(&work, "crashed-s3", &moto);
+    crash_repeatedly(&brokers, &s3, held, 7).await;
+    assert_same_tables(&tables(&s3).await, &want, "killed, on S3 (moto)");
+
+    let verify = Command::new(env!("CARGO_BIN_EXE_kpiflow"))
+        .args(["verify", "--data", &local.data])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "kpiflow verify on the crashed run's tables:\n{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    std::fs::remove_dir_all(&work).unwrap();
 }

@@ -17,6 +17,41 @@ use crate::error::{Result, StorageError};
 use crate::location::DataLocation;
 use crate::tables::TableSpec;
 
+/// delta-rs picks a log store by URL scheme and knows only `file://` and
+/// `memory://` without its AWS crate (which brings the AWS SDK and a
+/// DynamoDB lock). kpiflow hands it object_store's own S3 client, whose
+/// conditional puts (`If-None-Match`) make the default log store's
+/// put-if-absent commits safe beside concurrent writers: registered for
+/// `s3://` here, once.
+pub(crate) fn register_s3_log_store() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(scheme) = url::Url::parse("s3://") {
+            deltalake::logstore::logstore_factories()
+                .insert(scheme, std::sync::Arc::new(ConditionalPutLogStore));
+        }
+    });
+}
+
+struct ConditionalPutLogStore;
+
+impl deltalake::logstore::LogStoreFactory for ConditionalPutLogStore {
+    fn with_options(
+        &self,
+        prefixed_store: deltalake::logstore::ObjectStoreRef,
+        root_store: deltalake::logstore::ObjectStoreRef,
+        location: &url::Url,
+        options: &deltalake::logstore::StorageConfig,
+    ) -> deltalake::DeltaResult<std::sync::Arc<dyn deltalake::logstore::LogStore>> {
+        Ok(deltalake::logstore::default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
+}
+
 /// Loads the table at `relative` (like `raw/sales`), or `None` when there
 /// is no Delta table there yet.
 pub async fn load(location: &DataLocation, relative: &str) -> Result<Option<DeltaTable>> {

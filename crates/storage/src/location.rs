@@ -7,10 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig};
+use object_store::{
+    ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig,
+};
 use url::Url;
 
 use crate::error::{Result, StorageError};
@@ -85,6 +87,7 @@ impl DataLocation {
                     .ok_or_else(|| problem("no bucket; write s3://bucket/prefix".into()))?
                     .to_owned();
                 let prefix = url.path().trim_matches('/').to_owned();
+                crate::delta::register_s3_log_store();
                 let store = s3_store(&bucket, &options.s3, options.request_timeout)
                     .map_err(|e| problem(e.to_string()))?;
                 let url = Url::parse(&format!(
@@ -182,7 +185,7 @@ impl DataLocation {
         match tokio::time::timeout(Duration::from_secs(seconds), work).await {
             Ok(done) => done.map_err(|e| StorageError::Location {
                 location: self.display.clone(),
-                problem: format!("cannot write there: {e}"),
+                problem: format!("cannot write there: {}", with_causes(&e)),
             }),
             Err(_) => Err(StorageError::Timeout {
                 what: format!("writing a test object to {}", self.url),
@@ -246,6 +249,22 @@ impl DataLocation {
     }
 }
 
+/// An error with its causes, `: `-separated, each once (an HTTP client's
+/// "builder error" says nothing without them).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = e.source();
+    }
+    text
+}
+
 fn local(
     dir: std::path::PathBuf,
 ) -> std::result::Result<(Url, Arc<dyn ObjectStore>, Path), String> {
@@ -266,6 +285,10 @@ fn s3_store(
     s3: &S3Options,
     timeout: Duration,
 ) -> object_store::Result<object_store::aws::AmazonS3> {
+    // rustls has two crypto providers enabled in this build and so no
+    // default; the HTTP client cannot be built without one. Installing
+    // fails harmlessly when one is installed already.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
     if let Some(endpoint) = &s3.endpoint {
         builder = builder.with_endpoint(endpoint);
@@ -292,12 +315,18 @@ fn s3_store(
         retry_timeout: timeout,
         ..RetryConfig::default()
     };
+    // Set key by key: `with_client_options` would replace the client
+    // settings `from_env` read (AWS_ALLOW_HTTP among them).
+    let seconds = |d: Duration| format!("{}ms", d.as_millis());
     builder
         .with_retry(retry)
-        .with_client_options(
-            ClientOptions::new()
-                .with_connect_timeout(Duration::from_secs(5).min(timeout))
-                .with_timeout(timeout),
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            seconds(Duration::from_secs(5).min(timeout)),
+        )
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+            seconds(timeout),
         )
         .build()
 }

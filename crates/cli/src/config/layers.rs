@@ -20,8 +20,10 @@ pub const FLAGS_NAME: &str = "command-line flags";
 /// The project's other `KPIFLOW_*` variables (tests, benches, scripts),
 /// which are not settings of `run`.
 fn is_other_variable(rest: &str) -> bool {
-    matches!(rest, "BLESS" | "FAILPOINT" | "TANSU" | "CACHE_DIR")
-        || rest.starts_with("TEST_")
+    matches!(
+        rest,
+        "BLESS" | "FAILPOINT" | "TANSU" | "MOTO" | "PYTHON" | "CACHE_DIR"
+    ) || rest.starts_with("TEST_")
         || rest.starts_with("BENCH_")
 }
 
