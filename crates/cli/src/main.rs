@@ -44,10 +44,28 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line: each cause once (most messages
+/// already carry theirs), whitespace runs (an S3 error body's newlines)
+/// folded to a space.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Logs go to stderr, `warn` and above unless `RUST_LOG` says otherwise, so
@@ -56,10 +74,17 @@ fn main() -> ExitCode {
 /// and kpiflow reports the ones that matter itself (`RUST_LOG=librdkafka=debug`
 /// shows it).
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,librdkafka=off,rdkafka=off"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            // delta-rs warns at every file of a table with a binary column
+            // (dead letters' payload) that it keeps no statistics for it.
+            "warn,librdkafka=off,rdkafka=off,deltalake_core::writer::stats=error",
+        )
+    });
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

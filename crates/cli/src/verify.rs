@@ -144,6 +144,9 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             .and_then(|s| s.watermark)
             .unwrap_or(i64::MIN);
         let recomputed = filter_windows(recomputed, &args, watermark)?;
+        // Tables may hold windows past the checkpoint's watermark (a
+        // damaged newest checkpoint was skipped): compare up to it.
+        let stored = filter_windows(stored, &args, watermark)?;
         let keys = batch::key_columns(&view.name, &view.sql, &inputs).await?;
         let differences = batch::compare(&view.name, &keys, &stored, &recomputed);
         let rows: usize = stored.iter().map(RecordBatch::num_rows).sum();

@@ -51,6 +51,21 @@ impl EmbeddedKafka {
         Ok(())
     }
 
+    /// Takes broker `id` (1-based) down: its connections drop and it
+    /// answers nothing until [`EmbeddedKafka::broker_up`].
+    pub fn broker_down(&self, id: i32) -> Result<()> {
+        self.cluster
+            .broker_down(id)
+            .map_err(|e| Error::ClientConfig(format!("cannot take broker {id} down: {e}")))
+    }
+
+    /// Brings broker `id` back up.
+    pub fn broker_up(&self, id: i32) -> Result<()> {
+        self.cluster
+            .broker_up(id)
+            .map_err(|e| Error::ClientConfig(format!("cannot bring broker {id} up: {e}")))
+    }
+
     /// Fails the next `count` requests of `api` with retriable errors
     /// (alternately "not leader for partition" and "request timed out"), as a
     /// leader election or an overloaded broker would.

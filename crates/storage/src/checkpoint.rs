@@ -235,9 +235,8 @@ impl ObjectCheckpoints {
             match self.load(epoch).await {
                 Ok(Some(checkpoint)) => {
                     if let Some((bad, error)) = &damaged {
-                        tracing::warn!(%bad, error = %error, "checkpoint {bad} is damaged; falling back to checkpoint {epoch}");
-                        eprintln!(
-                            "kpiflow: checkpoint {bad} is damaged ({error}); falling back to checkpoint {epoch}"
+                        tracing::warn!(
+                            "checkpoint {bad} is damaged ({error}); falling back to checkpoint {epoch}"
                         );
                     }
                     return Ok(Some(checkpoint));

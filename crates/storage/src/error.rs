@@ -28,6 +28,10 @@ pub enum StorageError {
     /// A checkpoint's files are damaged or of another format.
     #[error("checkpoint {path}: {problem}")]
     Corrupt { path: String, problem: String },
+    /// Tables and checkpoints disagree (a damaged newest checkpoint was
+    /// skipped, but a table already holds its epoch).
+    #[error("table `{table}`: {problem}")]
+    Inconsistent { table: String, problem: String },
     /// The data location belongs to another pipeline.
     #[error(
         "data location `{location}` belongs to pipeline `{owner}`, not `{pipeline}`: \

@@ -185,11 +185,21 @@ impl DataLocation {
         match tokio::time::timeout(Duration::from_secs(seconds), work).await {
             Ok(done) => done.map_err(|e| StorageError::Location {
                 location: self.display.clone(),
-                problem: format!("cannot write there: {}", with_causes(&e)),
+                problem: format!(
+                    "cannot write there ({}); {}",
+                    with_causes(&e),
+                    if self.url.scheme() == "s3" {
+                        "check the bucket, the endpoint and the credentials (storage.s3.* or AWS_*)"
+                    } else {
+                        "check that the directory exists or can be created and is writable"
+                    }
+                ),
             }),
-            Err(_) => Err(StorageError::Timeout {
-                what: format!("writing a test object to {}", self.url),
-                seconds,
+            Err(_) => Err(StorageError::Location {
+                location: self.display.clone(),
+                problem: format!(
+                    "no answer within {seconds} s; check the endpoint (storage.s3.endpoint or AWS_ENDPOINT_URL)"
+                ),
             }),
         }
     }

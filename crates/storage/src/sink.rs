@@ -217,8 +217,8 @@ impl DeltaSink {
             };
             let has = delta::committed_epoch(&mut table.delta, &key, &self.app).await?;
             if has > committed {
-                return Err(StorageError::Corrupt {
-                    path: key,
+                return Err(StorageError::Inconsistent {
+                    table: key,
                     problem: format!(
                         "the table holds epoch {has} of pipeline `{}`, after checkpoint {committed}, \
                          the newest readable one: restore the newer checkpoint's files, or start \
