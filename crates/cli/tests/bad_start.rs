@@ -479,8 +479,9 @@ fn a_damaged_newest_manifest_makes_verify_fall_back_and_say_so_on_one_line() {
     assert_eq!(lines.len(), 1, "not one line on stderr:\n{}", ran.stderr);
     let line = lines[0];
     assert!(
-        line.contains(&format!("WARN kpiflow_storage::checkpoint: checkpoint {newest} is damaged ("))
-            && line.contains("manifest.json")
+        line.contains(&format!(
+            "WARN kpiflow_storage::checkpoint: checkpoint {newest} is damaged ("
+        )) && line.contains("manifest.json")
             && line.contains("not a readable manifest")
             && line.ends_with(&format!("; falling back to checkpoint {previous}")),
         "{line}"
@@ -512,8 +513,9 @@ fn a_damaged_newest_manifest_makes_run_fall_back_then_refuse_on_one_line() {
     let lines = ran.stderr_lines();
     assert_eq!(lines.len(), 2, "not two lines on stderr:\n{}", ran.stderr);
     assert!(
-        lines[0].contains(&format!("WARN kpiflow_storage::checkpoint: checkpoint {newest} is damaged ("))
-            && lines[0].ends_with(&format!("; falling back to checkpoint {previous}")),
+        lines[0].contains(&format!(
+            "WARN kpiflow_storage::checkpoint: checkpoint {newest} is damaged ("
+        )) && lines[0].ends_with(&format!("; falling back to checkpoint {previous}")),
         "{}",
         lines[0]
     );
