@@ -39,13 +39,7 @@ pub struct QueryArgs {
 }
 
 pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    if !args.data.contains("://") && !std::path::Path::new(&args.data).is_dir() {
-        anyhow::bail!(
-            "no data at `{}`: give the directory a pipeline wrote with --data (or KPIFLOW_DATA)",
-            args.data
-        );
-    }
-    let location = DataLocation::open(&args.data, &StoreOptions::default())?;
+    let location = open_written(&args.data)?;
     let catalog = Catalog::open(&location).await?;
     for (name, csv) in crate::views::REFERENCES {
         let batches = csv_batches(csv).with_context(|| format!("reference table {name}"))?;
@@ -65,6 +59,17 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     };
     print(&batches, &args.format)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The data location a pipeline wrote; a local directory that does not
+/// exist is an error (opening would create it empty).
+pub fn open_written(data: &str) -> anyhow::Result<DataLocation> {
+    if !data.contains("://") && !std::path::Path::new(data).is_dir() {
+        anyhow::bail!(
+            "no data at `{data}`: give the directory a pipeline wrote with --data (or KPIFLOW_DATA)"
+        );
+    }
+    Ok(DataLocation::open(data, &StoreOptions::default())?)
 }
 
 pub fn csv_batches(csv: &str) -> anyhow::Result<Vec<RecordBatch>> {

@@ -15,7 +15,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use kpiflow_engine::batch::{self, Table};
-use kpiflow_storage::{Catalog, DataLocation, ObjectCheckpoints, StoreOptions};
+use kpiflow_storage::{Catalog, ObjectCheckpoints};
 use kpiflow_types::Stream;
 
 /// Recompute views from the raw archive and compare with what was stored.
@@ -50,12 +50,6 @@ pub struct VerifyArgs {
 }
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    if !args.data.contains("://") && !std::path::Path::new(&args.data).is_dir() {
-        anyhow::bail!(
-            "no data at `{}`: give the directory a pipeline wrote with --data",
-            args.data
-        );
-    }
     let mut engine = crate::views::engine().await?;
     let views = engine.views();
     if let Some(name) = &args.view
@@ -67,7 +61,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             names.join(", ")
         );
     }
-    let location = DataLocation::open(&args.data, &StoreOptions::default())?;
+    let location = crate::query::open_written(&args.data)?;
     // Only windows final as of the newest checkpoint can be compared: the
     // engine restored from it knows each view's watermark.
     let pipeline = location

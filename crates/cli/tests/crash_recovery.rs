@@ -63,14 +63,16 @@ impl Target {
     }
 
     fn s3(work: &Path, name: &str, moto: &MotoServer) -> Target {
-        let mut options = StoreOptions::default();
-        options.s3 = S3Options {
-            endpoint: Some(moto.endpoint.clone()),
-            region: Some("us-east-1".into()),
-            access_key_id: Some("test".into()),
-            secret_access_key: Some("test".into()),
-            session_token: None,
-            allow_http: Some(true),
+        let options = StoreOptions {
+            s3: S3Options {
+                endpoint: Some(moto.endpoint.clone()),
+                region: Some("us-east-1".into()),
+                access_key_id: Some("test".into()),
+                secret_access_key: Some("test".into()),
+                session_token: None,
+                allow_http: Some(true),
+            },
+            ..StoreOptions::default()
         };
         Target {
             name: name.to_owned(),

@@ -123,35 +123,41 @@ impl DeltaSink {
     async fn commit_files(&mut self, epoch: Epoch, files: EpochFiles) -> Result<()> {
         let count = files.tables.len();
         for (i, (key, adds)) in files.tables.into_iter().enumerate() {
-            let table = match self.tables.get_mut(&key) {
-                Some(table) => &mut table.delta,
-                None => {
-                    let delta = delta::load(&self.location, &key).await?.ok_or_else(|| {
-                        StorageError::Corrupt {
-                            path: key.clone(),
-                            problem: format!(
-                                "checkpoint {epoch} lists files for this table, which does not exist"
-                            ),
-                        }
-                    })?;
-                    &mut self
-                        .tables
-                        .entry(key.clone())
-                        .or_insert(Table {
-                            delta,
-                            spec: None,
-                            writer: None,
-                        })
-                        .delta
-                }
+            let found = self.ensure_loaded(&key).await?;
+            let (Some(table), true) = (self.tables.get_mut(&key), found) else {
+                return Err(StorageError::Corrupt {
+                    path: key.clone(),
+                    problem: format!(
+                        "checkpoint {epoch} lists files for this table, which does not exist"
+                    ),
+                });
             };
-            delta::commit_epoch(table, &key, &self.app, epoch, adds).await?;
+            delta::commit_epoch(&mut table.delta, &key, &self.app, epoch, adds).await?;
             if i + 1 < count {
                 kpiflow_types::failpoint::hit("storage.table-committed", epoch.0);
             }
         }
         kpiflow_types::failpoint::hit("storage.committed", epoch.0);
         Ok(())
+    }
+
+    /// Loads the table at `key` from the store when this run has not
+    /// opened it yet; `false` when there is no Delta table there.
+    async fn ensure_loaded(&mut self, key: &str) -> Result<bool> {
+        if !self.tables.contains_key(key) {
+            let Some(delta) = delta::load(&self.location, key).await? else {
+                return Ok(false);
+            };
+            self.tables.insert(
+                key.to_owned(),
+                Table {
+                    delta,
+                    spec: None,
+                    writer: None,
+                },
+            );
+        }
+        Ok(true)
     }
 
     /// Every table of the data location that this sink may have written.
@@ -184,22 +190,11 @@ impl DeltaSink {
         };
         let mut ahead = Vec::new();
         for key in self.existing_tables().await? {
-            let table = match self.tables.get(&key) {
-                Some(table) => &table.delta,
-                None => match delta::load(&self.location, &key).await? {
-                    Some(delta) => {
-                        &self
-                            .tables
-                            .entry(key.clone())
-                            .or_insert(Table {
-                                delta,
-                                spec: None,
-                                writer: None,
-                            })
-                            .delta
-                    }
-                    None => continue,
-                },
+            if !self.ensure_loaded(&key).await? {
+                continue;
+            }
+            let Some(table) = self.tables.get(&key).map(|t| &t.delta) else {
+                continue;
             };
             let deleted =
                 orphans::remove(&self.location, &key, table, &self.app, committed).await?;
