@@ -480,4 +480,61 @@ fn python_deltalake_reads_every_table_as_kpiflow_query_does() {
         report.join(", "),
         started.elapsed()
     );
+
+    // kpiflow verify: equal on the demo's tables; a table another writer
+    // altered is reported by view, window and key, and exits 1.
+    let data_arg = data.to_str().unwrap();
+    let verified = kpiflow(
+        &["verify", "--data", data_arg],
+        scratch.path(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        verified.code,
+        Some(0),
+        "verify:\n{}{}",
+        verified.stdout,
+        verified.stderr
+    );
+    let table = data.join("views/sales_by_channel_region");
+    let altered = kpiflow_tests::python::run_script(
+        &python,
+        "import sys\nfrom deltalake import DeltaTable\n\
+         DeltaTable(sys.argv[1]).update(updates={'orders': 'orders + 1'}, \
+         predicate=\"channel = 'online' AND region = 'north'\")",
+        &[table.to_string_lossy().into_owned()],
+    );
+    assert!(
+        altered.status.success(),
+        "altering the table with Python: {}",
+        String::from_utf8_lossy(&altered.stderr)
+    );
+    let verified = kpiflow(
+        &["verify", "--data", data_arg],
+        scratch.path(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        verified.code,
+        Some(1),
+        "verify after the change:\n{}",
+        verified.stdout
+    );
+    let line = verified
+        .stdout
+        .lines()
+        .find(|l| l.contains("channel = online, region = north"))
+        .unwrap_or_else(|| panic!("no difference names the key:\n{}", verified.stdout));
+    assert!(
+        line.contains("view `sales_by_channel_region`, window ") && line.contains("orders is "),
+        "{line}"
+    );
+    assert!(
+        verified
+            .stdout
+            .lines()
+            .all(|l| !l.contains("region = south")),
+        "only the altered key differs:\n{}",
+        verified.stdout
+    );
 }
