@@ -23,15 +23,8 @@ pub struct QueryArgs {
     /// One SQL statement (SELECT, SHOW, DESCRIBE, EXPLAIN).
     pub sql: String,
 
-    /// The data location: a directory or an s3://bucket/prefix URL (S3
-    /// settings from the usual AWS_* variables). Example: --data ./kpiflow-data
-    #[arg(
-        long,
-        value_name = "DIR|URL",
-        default_value = "./kpiflow-data",
-        env = "KPIFLOW_DATA"
-    )]
-    pub data: String,
+    #[command(flatten)]
+    pub data: WrittenData,
 
     /// Output: table (aligned, for people), csv (with a header) or json (one object per line).
     #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
@@ -39,7 +32,7 @@ pub struct QueryArgs {
 }
 
 pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    let location = open_written(&args.data)?;
+    let location = args.data.open()?;
     let catalog = Catalog::open(&location).await?;
     for (name, csv) in crate::views::REFERENCES {
         let batches = csv_batches(csv).with_context(|| format!("reference table {name}"))?;
@@ -61,15 +54,40 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The data location a pipeline wrote; a local directory that does not
-/// exist is an error (opening would create it empty).
-pub fn open_written(data: &str) -> anyhow::Result<DataLocation> {
-    if !data.contains("://") && !std::path::Path::new(data).is_dir() {
-        anyhow::bail!(
-            "no data at `{data}`: give the directory a pipeline wrote with --data (or KPIFLOW_DATA)"
-        );
+/// `--data`: the data location a pipeline wrote, shared by the commands
+/// that read it.
+#[derive(Debug, Args)]
+pub struct WrittenData {
+    /// The data location a pipeline wrote: a directory or an
+    /// s3://bucket/prefix URL (S3 settings from the usual AWS_* variables).
+    /// Example: --data ./kpiflow-data
+    #[arg(
+        long,
+        value_name = "DIR|URL",
+        default_value = "./kpiflow-data",
+        env = "KPIFLOW_DATA"
+    )]
+    pub data: String,
+}
+
+impl WrittenData {
+    /// Opens it; a local directory that does not exist is an error
+    /// (opening would create it empty).
+    pub fn open(&self) -> anyhow::Result<DataLocation> {
+        let data = &self.data;
+        if !data.contains("://") && !std::path::Path::new(data).is_dir() {
+            anyhow::bail!(
+                "no data at `{data}`: give the directory a pipeline wrote with --data (or KPIFLOW_DATA)"
+            );
+        }
+        Ok(DataLocation::open(data, &StoreOptions::default())?)
     }
-    Ok(DataLocation::open(data, &StoreOptions::default())?)
+}
+
+impl std::fmt::Display for WrittenData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.data)
+    }
 }
 
 pub fn csv_batches(csv: &str) -> anyhow::Result<Vec<RecordBatch>> {

@@ -27,14 +27,8 @@ pub struct VerifyArgs {
     /// One view (sql/<name>.sql); default every view with a stored table.
     pub view: Option<String>,
 
-    /// The data location a pipeline wrote. Example: --data ./kpiflow-data
-    #[arg(
-        long,
-        value_name = "DIR|URL",
-        default_value = "./kpiflow-data",
-        env = "KPIFLOW_DATA"
-    )]
-    pub data: String,
+    #[command(flatten)]
+    pub data: crate::query::WrittenData,
 
     /// Only windows starting at or after this time (RFC 3339).
     #[arg(long, value_name = "TIME")]
@@ -61,7 +55,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             names.join(", ")
         );
     }
-    let location = crate::query::open_written(&args.data)?;
+    let location = args.data.open()?;
     // Only windows final as of the newest checkpoint can be compared: the
     // engine restored from it knows each view's watermark.
     let pipeline = location
