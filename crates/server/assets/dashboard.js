@@ -301,7 +301,10 @@
     p.card.querySelector('.panel-head').insertBefore(el('span', { class: 'legend-key', title: 'Solid: final windows; dashed: windows still open (running)' },
       el('span', { class: 'key-final', 'aria-hidden': 'true' }), 'final',
       el('span', { class: 'key-running', 'aria-hidden': 'true' }), 'running'), p.stale);
-    const box = el('div', { class: 'plot' });
+    const box = el('div', {
+      class: 'plot', role: 'img',
+      'aria-label': (p.def.kind === 'bar' ? 'Bar chart: ' : 'Line chart: ') + (p.def.title || p.def.id) + '. The legend below lists each series and its latest value.',
+    });
     const legend = el('ul', { class: 'legend', 'aria-label': 'Series' });
     const note = el('p', { class: 'empty', hidden: true });
     p.content.append(box, note, legend);
