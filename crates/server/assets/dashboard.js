@@ -121,8 +121,10 @@
         } else {
           const delta = v - prev;
           const arrow = delta > 0 ? '▲' : delta < 0 ? '▼' : '=';
-          const pct = prev !== 0 ? Math.abs(delta / prev) * 100 : null;
-          const pctText = pct === null ? '' : ' ' + (pct >= 10 ? Math.round(pct) : pct.toFixed(1)) + '%';
+          // a percentage of a negative or zero value (a gap) says nothing: the difference then
+          const pctText = prev > 0 && v >= 0
+            ? ' ' + (Math.abs(delta / prev) * 100 >= 10 ? Math.round(Math.abs(delta / prev) * 100) : (Math.abs(delta / prev) * 100).toFixed(1)) + '%'
+            : ' ' + K.formatValue(Math.abs(delta), format, unit);
           trend.replaceChildren(
             el('span', { class: 'arrow', 'aria-hidden': 'true' }, arrow),
             el('span', { class: 'sr-only' }, delta > 0 ? 'up' : delta < 0 ? 'down' : 'unchanged'),

@@ -186,6 +186,11 @@
     }, d.title || d.name));
     links.push(el('a', { href: '/sql', 'aria-current': current === 'sql' ? 'page' : null }, 'SQL'));
     nav.replaceChildren(...links);
+    // a nav narrower than its links scrolls: keep the current one in view
+    const here = nav.querySelector('[aria-current="page"]');
+    if (here && nav.scrollWidth > nav.clientWidth) {
+      nav.scrollLeft = Math.max(0, here.offsetLeft - (nav.clientWidth - here.offsetWidth) / 2);
+    }
   }
   async function fillIndex(ul) {
     let list;
