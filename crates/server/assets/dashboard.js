@@ -33,10 +33,19 @@
   body.dataset.updates = '0';
 
   // ---- connection state shown in the header
-  function setConn(state, label) {
+  // Offline: the browser says so, or the stream has been down for 10 s
+  // (EventSource itself retries a refused connection for ever).
+  const OFFLINE_AFTER_MS = 10000;
+  let downSince = null;
+  const CONN_LABEL = { live: 'live', reconnecting: 'reconnecting…', offline: 'offline' };
+  function setConn(state) {
+    if (state === 'live') downSince = null;
+    else if (downSince === null) downSince = Date.now();
+    if (state === 'reconnecting' && Date.now() - downSince > OFFLINE_AFTER_MS) state = 'offline';
     if (state !== 'offline') body.dataset.state = state;
+    else if (body.dataset.state === 'live') body.dataset.state = 'reconnecting';
     connEl.dataset.conn = state;
-    connEl.querySelector('.conn-label').textContent = label || state;
+    connEl.querySelector('.conn-label').textContent = CONN_LABEL[state] || state;
   }
 
   // ---- cards
@@ -197,7 +206,7 @@
         const desc = (p.def.sort || '').startsWith('-');
         const key = cols.map((c) => c.name + ':' + c.type).join(',');
         const fmts = cols.map((c, i) => cellFormat(p.def, c, rows, i));
-        const numeric = cols.map((c, i) => fmts[i] !== 'time' && /^(number|integer|float|double|int)/i.test(c.type || ''));
+        const numeric = cols.map((c, i) => fmts[i] !== 'time' && isNumeric(c, rows, i));
         if (key !== headKey) {
           headKey = key;
           thead.replaceChildren(el('tr', null, ...cols.map((c, i) => el('th', {
@@ -222,6 +231,12 @@
         setDrawn(p, rows.length > 0);
       },
     };
+  }
+  // Numeric by its type (number, or an Arrow name: Int64, UInt32, Float64,
+  // Decimal128…) or, with no type, by its values.
+  function isNumeric(col, rows, i) {
+    if (col.type) return /^(number|numeric|u?int|integer|float|double|decimal)/i.test(col.type);
+    return rows.length > 0 && rows.every((r) => r[i] === null || typeof r[i] === 'number');
   }
   // A table's unit goes on the column holding money (revenue/amount), if any.
   function moneyColumn(cols) {
@@ -522,6 +537,7 @@
       p.card.classList.toggle('is-stale', !!stale);
       if (stale) p.card.dataset.stale = 'true'; else delete p.card.dataset.stale;
     }
+    if (downSince !== null && connEl.dataset.conn === 'reconnecting' && Date.now() - downSince > OFFLINE_AFTER_MS) setConn('offline');
     const clock = document.getElementById('clock');
     if (clock) clock.textContent = K.formatTime(Date.now(), true);
   }
@@ -582,8 +598,7 @@
     source.addEventListener('error', () => {
       if (source.readyState === EventSource.CONNECTING) {
         // the browser retries by itself, sending Last-Event-ID
-        setConn(navigator.onLine === false ? 'offline' : 'reconnecting', navigator.onLine === false ? 'offline' : 'reconnecting…');
-        if (navigator.onLine === false) body.dataset.state = 'reconnecting';
+        setConn(navigator.onLine === false ? 'offline' : 'reconnecting');
         return;
       }
       // CLOSED: the server refused the stream (401, 404, 5xx). Ask the API
@@ -591,7 +606,7 @@
       source.close();
       retries += 1;
       body.dataset.state = 'reconnecting';
-      setConn(retries >= 3 || navigator.onLine === false ? 'offline' : 'reconnecting', retries >= 3 ? 'offline' : 'reconnecting…');
+      setConn(retries >= 3 || navigator.onLine === false ? 'offline' : 'reconnecting');
       K.api('/api/dashboards/' + encodeURIComponent(name)).catch(() => {}).finally(() => {
         const delay = Math.min(30000, 1000 * 2 ** Math.min(retries, 5));
         retryTimer = setTimeout(connect, delay);

@@ -81,7 +81,7 @@
 
   function showResult(r) {
     const cols = r.columns || [];
-    const numeric = cols.map((c) => /^(number|integer|float|double|int|decimal)/i.test(c.type || ''));
+    const numeric = cols.map((c) => /^(number|numeric|u?int|integer|float|double|decimal)/i.test(c.type || ''));
     const head = el('thead', null, el('tr', null, ...cols.map((c, i) => el('th', {
       scope: 'col', class: numeric[i] ? 'num' : null, title: c.type || null,
     }, c.name))));
