@@ -329,7 +329,7 @@
     let u = null;
     let key = '';
     let names = [];
-    let hidden = new Set();
+    const hidden = new Set();
     let latest = [];
     let legendItems = [];
     let last = null;
@@ -461,13 +461,18 @@
       const { format, unit } = p.def;
       legendItems.forEach((item, k) => {
         let v = null;
+        let running = false;
         if (idx !== null && idx !== undefined) {
           const f = u.data[1 + 2 * k][idx];
           const r = u.data[2 + 2 * k][idx];
-          v = r !== null && r !== undefined ? r : f;
+          running = r !== null && r !== undefined && (f === null || f === undefined);
+          v = running ? r : f;
         } else if (latest[k]) {
           v = latest[k].v;
+          running = !latest[k].final;
         }
+        item.value.classList.toggle('is-running', running);
+        item.value.title = running ? 'running: the window is still open' : '';
         item.value.textContent = v === null || v === undefined ? '' : K.formatValue(v, format, unit);
       });
     }
