@@ -38,6 +38,8 @@ struct Run {
     partition: i32,
     /// Not revoked since the chunk was started.
     ours: bool,
+    /// Offsets below this were delivered already (the partition came back).
+    delivered_below: i64,
     /// The last offset taken into the decoder.
     last_offset: Option<i64>,
 }
@@ -57,6 +59,8 @@ pub(super) struct Batcher {
     /// When the oldest held row of each stream arrived (for the linger).
     pub(super) oldest: [Option<Instant>; 4],
     pub(super) parts: HashMap<(Stream, i32), Part>,
+    /// Per partition, the offset after the last record sent downstream.
+    pub(super) delivered: HashMap<(Stream, i32), i64>,
     last_batch: HashMap<Stream, Instant>,
     /// Records and bytes received since the stream's last batch, for metrics.
     unreported: HashMap<Stream, (u64, u64)>,
@@ -91,6 +95,7 @@ impl Batcher {
             stats,
             oldest: [None; 4],
             parts: HashMap::new(),
+            delivered: HashMap::new(),
             last_batch: HashMap::new(),
             unreported: HashMap::new(),
             batch_tx: outputs.0,
@@ -172,6 +177,7 @@ impl Batcher {
         // Consecutive messages mostly share a partition: one lookup per run.
         let mut run: Option<Run> = None;
         let mut dropped = 0u64;
+        let mut redelivered = 0u64;
         for m in chunk.messages() {
             if run.as_ref().is_none_or(|r| r.partition != m.partition) {
                 self.end_run(stream, run.take(), chunk.received);
@@ -180,12 +186,17 @@ impl Batcher {
                     ours: self
                         .revocations
                         .still_ours(stream, m.partition, chunk.epoch),
+                    delivered_below: self.already_delivered(stream, m.partition),
                     last_offset: None,
                 });
             }
             let current = run.as_mut().expect("a run was just started");
             if !current.ours {
                 dropped += 1;
+                continue;
+            }
+            if m.offset < current.delivered_below {
+                redelivered += 1;
                 continue;
             }
             current.last_offset = Some(m.offset);
@@ -209,6 +220,13 @@ impl Batcher {
             self.stats
                 .revoked_records
                 .fetch_add(dropped, Ordering::Relaxed);
+        }
+        if redelivered > 0 {
+            self.stats
+                .redelivered_records
+                .fetch_add(redelivered, Ordering::Relaxed);
+            metrics::counter!("kpiflow_ingest_redelivered_records_total", "topic" => stream.name())
+                .increment(redelivered);
         }
         self.note_held();
         Ok(())
@@ -302,6 +320,7 @@ impl Batcher {
         };
         let tx = self.batch_tx.clone();
         self.send(&tx, batch)?;
+        self.note_delivered(stream);
         self.last_batch.insert(stream, Instant::now());
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats.rows.fetch_add(n, Ordering::Relaxed);

@@ -11,6 +11,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 
+/// Bound on reading the group's committed offsets in a rebalance.
+const COMMITTED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A change of the partitions this consumer holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rebalanced {
@@ -76,6 +79,10 @@ pub struct SourceContext {
     pub rebalances: Mutex<Vec<Rebalanced>>,
     /// Offsets to start from on the next assignment, overriding committed ones.
     pub start_offsets: Mutex<HashMap<(String, i32), i64>>,
+    /// Per partition, the offset after the last record delivered downstream
+    /// (kept by the batcher, across revocations): where the partition
+    /// resumes if it comes back to this member.
+    pub delivered: Mutex<HashMap<(String, i32), i64>>,
     pub ends: Mutex<HashMap<(String, i32), PartitionEnds>>,
     /// Bumped at every revocation (in librdkafka's callback, on the poll thread).
     pub epoch: AtomicU64,
@@ -134,22 +141,54 @@ impl ConsumerContext for SourceContext {
         };
         let assigned = pairs(tpl);
         let mut starts = self.start_offsets.lock().unwrap_or_else(|e| e.into_inner());
-        if assigned.iter().any(|tp| starts.contains_key(tp)) {
-            // Re-assign with explicit offsets: the recovery point wins over the
-            // committed offsets (eager rebalancing replaces the assignment).
+        let delivered = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+        // The recovery point, else where the member stopped delivering a
+        // partition it held before, wins over the committed offsets (which
+        // lag: they are committed after a checkpoint, for monitoring).
+        let mut returning = TopicPartitionList::new();
+        let mut offsets: Vec<Option<i64>> = Vec::with_capacity(assigned.len());
+        for tp in &assigned {
+            let start = starts.remove(tp);
+            if start.is_none()
+                && let Some(&offset) = delivered.get(tp)
+            {
+                let _ = returning.add_partition_offset(&tp.0, tp.1, Offset::Offset(offset));
+            }
+            offsets.push(start.or_else(|| delivered.get(tp).copied()));
+        }
+        drop(delivered);
+        drop(starts);
+        if returning.count() > 0 {
+            // Another member may have held the partition meanwhile and
+            // committed beyond what this one delivered: start at the later.
+            match consumer.committed_offsets(returning, COMMITTED_TIMEOUT) {
+                Ok(committed) => {
+                    for (tp, offset) in assigned.iter().zip(offsets.iter_mut()) {
+                        if let Some(Offset::Offset(c)) =
+                            committed.find_partition(&tp.0, tp.1).map(|e| e.offset())
+                            && let Some(o) = offset.as_mut()
+                        {
+                            *o = (*o).max(c);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "cannot read the committed offsets of partitions assigned again; resuming them where this member stopped delivering"
+                ),
+            }
+        }
+        if offsets.iter().any(Option::is_some) {
+            // Eager rebalancing: assigning again replaces the assignment.
             let mut with_offsets = TopicPartitionList::new();
-            for (topic, partition) in &assigned {
-                let offset = match starts.remove(&(topic.clone(), *partition)) {
-                    Some(o) => Offset::Offset(o),
-                    None => Offset::Stored,
-                };
+            for ((topic, partition), offset) in assigned.iter().zip(&offsets) {
+                let offset = offset.map_or(Offset::Stored, Offset::Offset);
                 let _ = with_offsets.add_partition_offset(topic, *partition, offset);
             }
             if let Err(e) = consumer.assign(&with_offsets) {
                 tracing::error!(error = %e, "cannot apply start offsets on assignment");
             }
         }
-        drop(starts);
         self.push(Rebalanced::Assigned(assigned));
     }
 }

@@ -11,7 +11,12 @@
 //!   serving rebalances, and resumes once there is room.
 //! - On revocation, held rows of revoked partitions are dropped uncommitted,
 //!   so the partition's next owner reads them again; on assignment the source
-//!   starts from the committed offsets, or from those the caller gave.
+//!   starts from the committed offsets, or from those the caller gave. A
+//!   partition that comes back to the member (its session timed out in a
+//!   broker outage) starts after the last record the member delivered, and
+//!   records before that are skipped if read again: committed offsets lag
+//!   the delivered ones by up to a checkpoint, and reading from them would
+//!   deliver those records twice.
 //! - Each batch carries, per partition, the largest event time seen and
 //!   whether the partition is idle (caught up with its end and quiet for the
 //!   idle timeout); a paused or lagging partition is never idle. Batches with
@@ -147,6 +152,11 @@ pub struct SourceStats {
     pub pauses: AtomicU64,
     /// Records dropped uncommitted because their partition was revoked.
     pub revoked_records: AtomicU64,
+    /// Records read again after their partition came back, already
+    /// delivered before it was lost: skipped.
+    pub redelivered_records: AtomicU64,
+    /// Assignments received (the first one, and one after each rebalance).
+    pub assignments: AtomicU64,
     /// Most rows ever held waiting for a batch.
     pub max_held_rows: AtomicU64,
     /// The partitions are paused now (downstream is full).
@@ -168,11 +178,26 @@ pub struct SourceHandle {
 impl SourceHandle {
     /// Commits `(stream, partition, next offset)` synchronously: after a
     /// restart the group resumes from these offsets.
+    ///
+    /// Only partitions the member holds now are committed; none at all while
+    /// it holds none. A member whose session timed out (a broker outage
+    /// longer than `session.timeout.ms`) rejoins with no partitions, and a
+    /// commit then fails with "unknown member", which makes librdkafka
+    /// restart the join in progress: with a commit after every checkpoint it
+    /// never got its partitions back (`tests/broker_outage.rs`).
     pub async fn commit(&self, offsets: &[(Stream, i32, i64)]) -> Result<()> {
+        let held: std::collections::HashSet<(String, i32)> =
+            self.assignment().into_iter().collect();
         let mut tpl = TopicPartitionList::new();
         for (stream, partition, offset) in offsets {
+            if !held.contains(&(stream.name().to_owned(), *partition)) {
+                continue;
+            }
             tpl.add_partition_offset(stream.name(), *partition, Offset::Offset(*offset))
                 .map_err(|e| Error::Commit(e.to_string()))?;
+        }
+        if tpl.count() == 0 {
+            return Ok(());
         }
         let consumer = self.consumer.clone();
         tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))

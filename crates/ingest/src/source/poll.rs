@@ -345,7 +345,10 @@ impl Poller {
                     .collect()
             };
             match event {
-                Rebalanced::Assigned(list) => self.outbox.push_back(Input::Assigned(streams(list))),
+                Rebalanced::Assigned(list) => {
+                    self.stats.assignments.fetch_add(1, Ordering::Relaxed);
+                    self.outbox.push_back(Input::Assigned(streams(list)))
+                }
                 Rebalanced::Revoked(list) => {
                     // Later chunks start in the new epoch.
                     self.flush(|_| true);

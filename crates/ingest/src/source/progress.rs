@@ -1,8 +1,9 @@
 //! Per-partition progress, as each batch reports it: what the source knows
 //! of every partition it holds ([`Part`]: the next offset, the largest event
 //! time, the last record's arrival), the event-time maxima tracked per run of
-//! a partition's rows, idleness ([`is_idle`]), and the [`PartitionProgress`]
-//! list built from them and librdkafka's statistics.
+//! a partition's rows, idleness ([`is_idle`]), what was delivered downstream
+//! (kept across revocations), and the [`PartitionProgress`] list built from
+//! them and librdkafka's statistics.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -94,6 +95,37 @@ impl Batcher {
         }
     }
 
+    /// The stream's rows up to each partition's next offset have been sent
+    /// downstream: remembered, here and for the rebalance callback, beyond
+    /// revocations (see [`Batcher::already_delivered`]).
+    pub(super) fn note_delivered(&mut self, stream: Stream) {
+        let mut shared = self
+            .consumer
+            .context()
+            .delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (&(s, partition), part) in &self.parts {
+            if s != stream {
+                continue;
+            }
+            if let Some(next) = part.next_offset {
+                let known = self.delivered.entry((s, partition)).or_insert(next);
+                *known = (*known).max(next);
+                shared.insert((s.name().to_owned(), partition), *known);
+            }
+        }
+    }
+
+    /// Offsets below this were delivered before: a partition that was lost
+    /// (the session timed out) and came back may read them again.
+    pub(super) fn already_delivered(&self, stream: Stream, partition: i32) -> i64 {
+        self.delivered
+            .get(&(stream, partition))
+            .copied()
+            .unwrap_or(i64::MIN)
+    }
+
     pub(super) fn progress(&self, stream: Stream) -> Vec<PartitionProgress> {
         let paused = self.stats.paused.load(Ordering::Relaxed);
         let resumed_at = *self
@@ -114,9 +146,14 @@ impl Batcher {
             .filter(|((s, _), _)| *s == stream)
             .map(|(&(_, partition), part)| {
                 let end = ends.get(&(stream.name().to_owned(), partition));
+                // Never behind what was delivered: a partition that came
+                // back reports the committed offset until its first record.
+                let delivered = self.delivered.get(&(stream, partition)).copied();
                 let position = part
                     .next_offset
-                    .or_else(|| end.and_then(|e| e.position_without_records()));
+                    .or_else(|| end.and_then(|e| e.position_without_records()))
+                    .map(|p| delivered.map_or(p, |d| p.max(d)))
+                    .or(delivered);
                 let caught_up = match (end, position) {
                     (Some(end), Some(position)) => end.high >= 0 && position >= end.high,
                     _ => false,
