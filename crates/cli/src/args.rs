@@ -184,6 +184,24 @@ pub struct DemoArgs {
     /// Example: --data ./demo-data
     #[arg(long, value_name = "DIR")]
     pub data: Option<std::path::PathBuf>,
+
+    /// Where the dashboards and APIs are served (no auth: keep it on a
+    /// loopback address). "off" serves nothing. Example: --http 127.0.0.1:9090
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+    pub http: Listen,
+}
+
+/// An address to listen on, or none ("off").
+#[derive(Debug, Clone, Copy)]
+pub struct Listen(pub Option<std::net::SocketAddr>);
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s == "off" {
+        return Ok(Listen(None));
+    }
+    s.parse()
+        .map(|a| Listen(Some(a)))
+        .map_err(|_| format!("'{s}' is not host:port with an IP (e.g. 127.0.0.1:8080), or off"))
 }
 
 /// Run the pipeline: Kafka source, continuous views, Delta tables.
@@ -231,6 +249,16 @@ pub struct RunArgs {
     /// Example: -X security.protocol=SASL_SSL
     #[arg(short = 'X', long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
+
+    /// Serve the dashboards, the views and SQL APIs and /metrics on this
+    /// address (server.listen; default off). Example: --http 127.0.0.1:8080
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+
+    /// Allow --http on an address other machines can reach without tokens
+    /// (server.insecure): anyone who can connect sees everything.
+    #[arg(long)]
+    pub insecure: bool,
 
     /// Print the merged settings as TOML (secrets as "***") and exit without
     /// connecting anywhere. Example: kpiflow run --config kpiflow.toml --print-config

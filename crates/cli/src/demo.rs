@@ -47,17 +47,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     options.create_topics = false;
     options.validate()?;
 
-    println!(
+    // The URL comes first once the server listens; the rest after it.
+    let mut intro = Vec::new();
+    intro.push(format!(
         "kpiflow demo: embedded Kafka at {brokers} (librdkafka mock cluster), {} topics × {} partitions",
         Stream::ALL.len(),
         args.partitions
-    );
-    println!(
+    ));
+    intro.push(format!(
         "simulator: scenario {}, seed {}, {} records/s; Ctrl-C to stop",
         options.sim.scenario,
         options.sim.seed,
         thousands(rate as u64)
-    );
+    ));
 
     let cancel = CancellationToken::new();
     let progress = Arc::new(Progress::default());
@@ -75,7 +77,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let engine = crate::views::engine().await?;
     let live = engine.live();
-    println!(
+    intro.push(format!(
         "engine: {} views from sql/ ({}); showing {} every 5 s",
         crate::views::VIEWS.len(),
         crate::views::VIEWS
@@ -84,13 +86,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", "),
         args.view
-    );
+    ));
     let data = data_dir(args.data.as_deref())?;
-    println!(
+    intro.push(format!(
         "data: {} (Delta tables; afterwards: kpiflow query --data {} \"SELECT …\")",
         data.display(),
         data.display()
-    );
+    ));
     let durability = Durability {
         location: DataLocation::open(&data.to_string_lossy(), &StoreOptions::default())?,
         pipeline_id: "kpiflow-demo".into(),
@@ -105,6 +107,36 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await?
         .pipeline;
     let mut source = start(source_config, cancel.clone()).await?;
+    let serving = match args.http.0 {
+        Some(addr) => {
+            let serving = crate::serve::start(
+                addr,
+                kpiflow_server::ServerConfig {
+                    checkpoint_interval: Some(CHECKPOINT_INTERVAL),
+                    ..kpiflow_server::ServerConfig::default()
+                },
+                &pipeline,
+                durability.location.clone(),
+                source.handle.clone(),
+                cancel.clone(),
+            )
+            .await?;
+            println!(
+                "kpiflow demo: dashboards at http://{}/ (no auth{})",
+                serving.addr,
+                if serving.addr.ip().is_loopback() {
+                    ": this machine only"
+                } else {
+                    ": anyone who can reach this address sees everything"
+                }
+            );
+            Some(serving)
+        }
+        None => None,
+    };
+    for line in intro {
+        println!("{line}");
+    }
     let stats = pipeline.stats();
     let input = Input::from(&mut source);
     let consumer = tokio::spawn({
@@ -168,6 +200,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("the pipeline did not stop in time")?
         .context("the pipeline task failed")??;
+    if let Some(serving) = serving {
+        let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, serving.task).await;
+    }
     println!(
         "stopped: {} records produced and acknowledged, {} decoded into rows, {} dead letters",
         thousands(summary.acked()),
@@ -209,47 +244,33 @@ const SHOWN_ROWS: usize = 12;
 
 /// The view's running rows (open windows, not final) as a table.
 fn show_view(live: &LiveStore, view: &str, stats: &PipelineStats) {
-    let Some((_, batches)) = live.rows(view) else {
+    let Some((schema, batches)) = live.rows(view) else {
         return;
     };
-    let mut running = Vec::new();
     let mut finals = 0;
+    let mut open_rows = 0;
     for batch in &batches {
-        let Some(flag) = batch.column_by_name(IS_FINAL).and_then(|c| {
-            c.as_any()
-                .downcast_ref::<arrow::array::BooleanArray>()
-                .cloned()
-        }) else {
-            continue;
-        };
-        finals += flag.true_count();
-        let open =
-            arrow::compute::not(&flag).and_then(|m| arrow::compute::filter_record_batch(batch, &m));
-        if let Ok(open) = open {
-            let mut columns = open.schema().fields().len();
-            columns -= 1; // without is_final
-            if let Ok(open) = open.project(&(0..columns).collect::<Vec<_>>()) {
-                running.push(open);
-            }
+        if let Some(flag) = batch
+            .column_by_name(IS_FINAL)
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::BooleanArray>())
+        {
+            finals += flag.true_count();
+            open_rows += flag.false_count();
         }
     }
-    let shown: Vec<_> = {
-        let mut left = SHOWN_ROWS;
-        running
-            .iter()
-            .filter_map(|b| {
-                let n = b.num_rows().min(left);
-                left -= n;
-                (n > 0).then(|| b.slice(0, n))
-            })
-            .collect()
-    };
-    let open_rows: usize = running.iter().map(|b| b.num_rows()).sum();
+    // The newest windows: final ones come first in the store, then the
+    // running ones (which, with the simulated clock running far ahead of
+    // the wall clock, often close again before the next tick).
+    let all = arrow::compute::concat_batches(&schema, &batches);
+    let shown = all.map(|all| {
+        let n = all.num_rows().min(SHOWN_ROWS);
+        all.slice(all.num_rows() - n, n)
+    });
     println!(
         "view {view}: {open_rows} running rows of open windows, {finals} recent final rows kept; {} final rows over all views",
         thousands(stats.final_rows.load(Ordering::Relaxed))
     );
-    if let Ok(table) = arrow::util::pretty::pretty_format_batches(&shown) {
+    if let Ok(table) = shown.and_then(|b| arrow::util::pretty::pretty_format_batches(&[b])) {
         println!("{table}");
     }
 }

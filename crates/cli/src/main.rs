@@ -7,6 +7,7 @@ mod display;
 mod produce;
 mod query;
 mod run;
+mod serve;
 mod verify;
 mod views;
 

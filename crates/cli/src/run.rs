@@ -3,7 +3,9 @@
 //! the data location checked and claimed, the newest checkpoint recovered
 //! (tables rolled forward, a crashed epoch's files deleted, the engine
 //! restored), the source started at the checkpoint's offsets, then
-//! checkpoints every interval. SIGINT or SIGTERM: a final checkpoint, exit 0.
+//! checkpoints every interval; with `--http` (`server.listen`) the
+//! dashboards and APIs beside it. SIGINT or SIGTERM: a final checkpoint,
+//! exit 0.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -89,6 +91,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut source_config = config.source_config();
     source_config.start_offsets = recovered.start_offsets;
     let mut source = start(source_config, cancel.clone()).await?;
+    let serving = match config.server.listen {
+        Some(addr) => {
+            let server_config = config
+                .server
+                .server_config(Some(config.checkpoint.interval));
+            let auth = if server_config.tokens.is_empty() {
+                "no auth: every route is open"
+            } else {
+                "tokens required"
+            };
+            let serving = crate::serve::start(
+                addr,
+                server_config,
+                &recovered.pipeline,
+                durability.location.clone(),
+                source.handle.clone(),
+                cancel.clone(),
+            )
+            .await?;
+            eprintln!("kpiflow run: serving http://{} ({auth})", serving.addr);
+            Some(serving)
+        }
+        None => None,
+    };
     let input = Input::from(&mut source);
     let mut pipeline = tokio::spawn(recovered.pipeline.run(input, cancel.clone()));
     let finished = tokio::select! {
@@ -104,6 +130,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .context("the final checkpoint did not finish in time")?,
     };
     let summary = done.context("the pipeline task failed")??;
+    if let Some(serving) = serving {
+        let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, serving.task).await;
+    }
     if let Some(task) = maintenance {
         let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, task).await;
     }

@@ -438,6 +438,8 @@ fn demo_data() -> &'static Path {
         let demo = kpiflow(
             &[
                 "demo",
+                "--http",
+                "127.0.0.1:0",
                 "--duration",
                 "25s",
                 "--data",

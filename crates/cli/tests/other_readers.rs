@@ -252,6 +252,8 @@ fn python_deltalake_reads_every_table_as_kpiflow_query_does() {
     let demo = kpiflow(
         &[
             "demo",
+            "--http",
+            "127.0.0.1:0",
             "--duration",
             "20s",
             "--rate",

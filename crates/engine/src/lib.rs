@@ -97,6 +97,9 @@ pub struct ViewStats {
     pub late_dropped: u64,
     /// Rows of a join of two views dropped because too many waited.
     pub join_dropped: u64,
+    /// The newest event time (epoch ms) of the view's input streams; for a
+    /// join of two views, the older of its inputs' newest.
+    pub newest_event_ms: Option<i64>,
 }
 
 /// A view as the engine reports it.
@@ -369,7 +372,8 @@ impl Engine {
     /// Size of a view's state: open groups and bytes held by their
     /// accumulators and keys (DataFusion's own `size()` accounting).
     pub fn stats(&self, view: &str) -> Option<ViewStats> {
-        let v = self.views.iter().find(|v| v.info.name == view)?;
+        let i = self.views.iter().position(|v| v.info.name == view)?;
+        let v = &self.views[i];
         let (open_groups, state_bytes) = match &v.kind {
             Kind::Windowed(w) => (w.open_groups(), w.state_size()),
             Kind::Stateless(_) => (0, 0),
@@ -383,6 +387,7 @@ impl Engine {
             late_rows: v.counts.late_rows,
             late_dropped: v.counts.late_dropped,
             join_dropped: v.counts.join_dropped,
+            newest_event_ms: self.newest_event_ms(i),
         })
     }
 

@@ -2,11 +2,13 @@
 //! every tick) and the most recent final rows (bounded), queryable as
 //! DataFusion tables `live.<view>` with an `is_final` column.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{cast, filter_record_batch};
+use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result as DfResult;
@@ -14,6 +16,8 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
+
+use crate::WINDOW_START;
 
 /// Column added to live tables: false for running values of an open window.
 pub const IS_FINAL: &str = "is_final";
@@ -85,10 +89,34 @@ impl LiveStore {
         let Some(view) = views.get_mut(name) else {
             return Ok(());
         };
+        let mut closed: HashSet<i64> = HashSet::new();
+        let start = view.schema.index_of(WINDOW_START).ok();
         for batch in batches.iter().filter(|b| b.num_rows() > 0) {
             let batch = Self::with_flag(&view.schema, batch, true)?;
+            if let Some(i) = start {
+                let starts = cast(batch.column(i), &DataType::Int64)?;
+                closed.extend(starts.as_primitive::<Int64Type>().iter().flatten());
+            }
             view.final_rows += batch.num_rows();
             view.finals.push_back(batch);
+        }
+        // The closed windows' running rows go with them, not at the next
+        // tick: a reader in between would count those windows twice.
+        if let (Some(i), false) = (start, closed.is_empty()) {
+            let mut kept = Vec::with_capacity(view.running.len());
+            for batch in &view.running {
+                let starts = cast(batch.column(i), &DataType::Int64)?;
+                let open: BooleanArray = starts
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|t| Some(t.is_none_or(|t| !closed.contains(&t))))
+                    .collect();
+                let batch = filter_record_batch(batch, &open)?;
+                if batch.num_rows() > 0 {
+                    kept.push(batch);
+                }
+            }
+            view.running = kept;
         }
         while view.final_rows > view.max_rows && view.finals.len() > 1 {
             if let Some(old) = view.finals.pop_front() {

@@ -84,6 +84,24 @@ impl Engine {
         *parts = held;
     }
 
+    /// The newest event time the view's inputs have seen.
+    pub(crate) fn newest_event_ms(&self, i: usize) -> Option<i64> {
+        let view = &self.views[i];
+        if let Kind::Joined(j) = &view.kind {
+            let side = |name: &str| {
+                let k = self.views.iter().position(|v| v.info.name == name)?;
+                self.newest_event_ms(k)
+            };
+            return side(&j.plan.left).min(side(&j.plan.right));
+        }
+        stream_inputs(&view.kind)
+            .iter()
+            .filter_map(|stream| self.partitions.get(stream))
+            .flat_map(|parts| parts.values())
+            .filter_map(|p| p.max_event_time)
+            .max()
+    }
+
     pub(crate) fn data_watermark(&self, i: usize) -> DataWatermark {
         let view = &self.views[i];
         let mut min: Option<i64> = None;

@@ -7,11 +7,13 @@
 //! between two batches: the engine's snapshot with its source positions, then every
 //! sink's epoch prepared, then the checkpoint saved, then the sinks told to
 //! commit; `memory.rs` has in-memory sinks and checkpoints for the demo and
-//! tests.
+//! tests; `progress.rs` is what the runner publishes after every tick for
+//! readers beside it (the HTTP server).
 
 mod durable;
 mod error;
 mod memory;
+mod progress;
 mod runner;
 mod sinks;
 
@@ -19,6 +21,7 @@ pub use durable::{Durability, Recovered, recover, spawn_maintenance};
 pub use error::{PipelineError, Result};
 pub use kpiflow_types::{Checkpoint, CheckpointStore};
 pub use memory::{MemoryCheckpoints, MemorySink};
+pub use progress::{Progress, ViewProgress};
 pub use runner::{Input, Pipeline, PipelineConfig, PipelineStats, Summary};
 
 pub use kpiflow_types::{Sink, SinkError};

@@ -10,10 +10,11 @@ use std::time::Duration;
 use kpiflow_engine::{Engine, LiveStore, SourcePosition};
 use kpiflow_ingest::source::SourceHandle;
 use kpiflow_types::{Checkpoint, CheckpointStore, DeadLetter, Emit, Epoch, SourceBatch, Stream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{PipelineError, Result};
+use crate::progress::Progress;
 use crate::sinks::SinkTask;
 
 /// How a pipeline runs.
@@ -120,6 +121,7 @@ pub struct Pipeline {
     handle: Option<SourceHandle>,
     /// Whether the sinks were told where they resume (`recover`).
     resumed: bool,
+    progress: watch::Sender<Progress>,
 }
 
 impl Pipeline {
@@ -133,6 +135,7 @@ impl Pipeline {
             stats: Arc::default(),
             handle: None,
             resumed: false,
+            progress: watch::Sender::new(Progress::default()),
         }
     }
 
@@ -148,6 +151,27 @@ impl Pipeline {
 
     pub fn stats(&self) -> Arc<PipelineStats> {
         self.stats.clone()
+    }
+
+    /// Where the pipeline stands, updated after every tick and checkpoint.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    fn publish(&self, tick: bool, checkpoint_at_ms: Option<i64>) {
+        let views = Progress::views_of(&self.engine);
+        let epoch = self.epoch.0;
+        self.progress.send_modify(|p| {
+            if tick {
+                p.tick += 1;
+                p.at_ms = chrono::Utc::now().timestamp_millis();
+            }
+            p.views = views;
+            p.epoch = epoch;
+            if checkpoint_at_ms.is_some() {
+                p.checkpoint_at_ms = checkpoint_at_ms;
+            }
+        });
     }
 
     pub fn live(&self) -> LiveStore {
@@ -193,6 +217,7 @@ impl Pipeline {
         self.stats
             .epoch
             .store(checkpoint.epoch.0, Ordering::Relaxed);
+        self.publish(false, None);
         Ok(Some(
             checkpoint
                 .positions
@@ -239,6 +264,7 @@ impl Pipeline {
                 _ = tick.tick() => {
                     self.engine.tick(chrono::Utc::now().timestamp_millis()).await?;
                     self.forward().await?;
+                    self.publish(true, None);
                     for sink in &mut self.sinks {
                         if sink.has_stopped() {
                             return Err(sink.failure().await);
@@ -358,6 +384,7 @@ impl Pipeline {
         self.epoch = epoch;
         self.stats.epoch.store(epoch.0, Ordering::Relaxed);
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.publish(false, Some(chrono::Utc::now().timestamp_millis()));
         if let Some(handle) = &self.handle {
             commit_offsets(handle.clone(), &checkpoint.positions);
         }

@@ -72,7 +72,7 @@
   function cellText(v, type) {
     if (v === null || v === undefined) return null;
     if (typeof v === 'number') {
-      if (/^timestamp/i.test(type || '')) return new Date(v).toISOString();
+      if (/^(timestamp|time|date)/i.test(type || '')) return new Date(v).toISOString();
       return String(v);
     }
     if (typeof v === 'object') return JSON.stringify(v);

@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
+use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -40,10 +42,29 @@ pub struct Catalog {
 impl Catalog {
     /// Opens every table found under `location` at its newest committed version.
     pub async fn open(location: &DataLocation) -> Result<Catalog> {
+        Catalog::open_with_memory_limit(location, None).await
+    }
+
+    /// As [`Catalog::open`], with the memory its queries may use together
+    /// bounded: a sort, aggregate or join over it fails with "resources
+    /// exhausted" instead of taking the process's memory.
+    pub async fn open_with_memory_limit(
+        location: &DataLocation,
+        memory_limit: Option<usize>,
+    ) -> Result<Catalog> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("kpiflow", "public");
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = match memory_limit {
+            Some(bytes) => {
+                let runtime = RuntimeEnvBuilder::new()
+                    .with_memory_limit(bytes, 1.0)
+                    .build_arc()
+                    .map_err(|e| StorageError::data("opening the catalog", e))?;
+                SessionContext::new_with_config_rt(config, runtime)
+            }
+            None => SessionContext::new_with_config(config),
+        };
         ctx.register_object_store(location.url(), location.store());
         let catalog = ctx.catalog("kpiflow").ok_or_else(|| {
             StorageError::data("opening the catalog", "the default catalog is missing")
@@ -112,6 +133,13 @@ impl Catalog {
 
     /// Runs one read-only statement and returns its rows.
     pub async fn query(&self, sql: &str) -> std::result::Result<Vec<RecordBatch>, QueryError> {
+        let frame = self.dataframe(sql).await?;
+        frame.collect().await.map_err(QueryError::Sql)
+    }
+
+    /// Plans one read-only statement (refusing any other), to run as the
+    /// caller likes (streamed, limited, with a timeout).
+    pub async fn dataframe(&self, sql: &str) -> std::result::Result<DataFrame, QueryError> {
         let plan = self
             .ctx
             .state()
@@ -134,12 +162,10 @@ impl Catalog {
             .with_allow_dml(false)
             .with_allow_statements(false);
         options.verify_plan(&plan).map_err(QueryError::Sql)?;
-        let frame = self
-            .ctx
+        self.ctx
             .execute_logical_plan(plan)
             .await
-            .map_err(QueryError::Sql)?;
-        frame.collect().await.map_err(QueryError::Sql)
+            .map_err(QueryError::Sql)
     }
 }
 

@@ -247,6 +247,7 @@ impl<'a> Checker<'a> {
         }
         let request_timeout = self.duration("storage.request_timeout", above_zero, "");
         let s3 = self.s3();
+        let server = self.server();
         self.unknown_keys();
 
         let retention = retention_valid.then_some(RetentionConfig(retention));
@@ -292,6 +293,7 @@ impl<'a> Checker<'a> {
                 request_timeout: request_timeout?,
                 s3: s3?,
             },
+            server: server?,
         })
     }
 }

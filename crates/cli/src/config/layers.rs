@@ -190,12 +190,16 @@ impl FlagLayer {
                 "--checkpoint-interval",
             ),
             (&args.pipeline_id, "pipeline.id", "--pipeline-id"),
+            (&args.http, "server.listen", "--http"),
         ];
         for (value, key, flag) in flags {
             if let Some(value) = value {
                 let path: Vec<String> = key.split('.').map(str::to_owned).collect();
                 layer.set(path, value, flag.to_owned());
             }
+        }
+        if args.insecure {
+            layer.set(path_of("server.insecure"), "true", "--insecure".to_owned());
         }
         for (name, value) in &args.properties {
             let path = vec!["kafka".into(), "properties".into(), name.clone()];
@@ -222,4 +226,8 @@ impl FlagLayer {
         self.names.retain(|(p, _)| *p != path);
         self.names.push((path, flag));
     }
+}
+
+fn path_of(key: &str) -> Vec<String> {
+    key.split('.').map(str::to_owned).collect()
 }

@@ -12,6 +12,7 @@ mod check;
 mod layers;
 mod load;
 mod sections;
+mod server;
 mod unknown;
 mod values;
 
@@ -35,6 +36,7 @@ use kpiflow_types::{Stream, TimeBounds};
 #[cfg(test)]
 use load::load_with_env;
 pub use load::{ConfigErrors, load};
+pub use server::ServerSettings;
 
 /// Every setting's default but `kafka.brokers` (required) and `views` (all
 /// shipped views): the first layer of every load.
@@ -58,6 +60,7 @@ pub struct RunConfig {
     pub compaction: CompactionConfig,
     pub retention: RetentionConfig,
     pub storage: StorageConfig,
+    pub server: ServerSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

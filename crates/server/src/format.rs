@@ -1,0 +1,107 @@
+//! Rows out, as the caller asked: JSON (columns and rows as arrays), CSV
+//! with a header, or an Arrow IPC stream.
+
+use axum::Json;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::csv::WriterBuilder;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::AppError;
+use crate::json;
+
+/// How rows come back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Json,
+    Csv,
+    Arrow,
+}
+
+/// The JSON form of rows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rows {
+    pub columns: Vec<json::Column>,
+    /// One array per row, in the columns' order.
+    #[schema(value_type = Vec<Vec<Object>>)]
+    pub rows: Vec<Vec<serde_json::Value>>,
+    pub row_count: usize,
+    /// More rows were there than the limit.
+    pub truncated: bool,
+    pub elapsed_ms: u64,
+}
+
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+pub fn respond(
+    format: Format,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    truncated: bool,
+    elapsed_ms: u64,
+) -> Result<Response, AppError> {
+    // The batches' own schema (nullability can differ from the plan's).
+    let schema = &batches
+        .first()
+        .map_or_else(|| schema.clone(), RecordBatch::schema);
+    let extra = |mut r: Response| {
+        if let Ok(v) = truncated.to_string().parse() {
+            r.headers_mut().insert("x-kpiflow-truncated", v);
+        }
+        r
+    };
+    match format {
+        Format::Json => {
+            let rows = json::rows(batches, usize::MAX);
+            Ok(Json(Rows {
+                columns: json::columns(schema),
+                row_count: rows.len(),
+                rows,
+                truncated,
+                elapsed_ms,
+            })
+            .into_response())
+        }
+        Format::Csv => {
+            let mut out = Vec::new();
+            {
+                let mut writer = WriterBuilder::new().with_header(true).build(&mut out);
+                if batches.is_empty() {
+                    writer
+                        .write(&RecordBatch::new_empty(schema.clone()))
+                        .map_err(|e| AppError::internal("writing CSV", e))?;
+                }
+                for batch in batches {
+                    writer
+                        .write(batch)
+                        .map_err(|e| AppError::internal("writing CSV", e))?;
+                }
+            }
+            Ok(extra(
+                ([(CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response(),
+            ))
+        }
+        Format::Arrow => {
+            let mut out = Vec::new();
+            {
+                let mut writer = StreamWriter::try_new(&mut out, schema)
+                    .map_err(|e| AppError::internal("writing Arrow IPC", e))?;
+                for batch in batches {
+                    writer
+                        .write(batch)
+                        .map_err(|e| AppError::internal("writing Arrow IPC", e))?;
+                }
+                writer
+                    .finish()
+                    .map_err(|e| AppError::internal("writing Arrow IPC", e))?;
+            }
+            Ok(extra(([(CONTENT_TYPE, ARROW_STREAM)], out).into_response()))
+        }
+    }
+}

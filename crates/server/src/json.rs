@@ -1,0 +1,192 @@
+//! Arrow rows as the JSON the pages and the APIs share: column names with a
+//! coarse type (`number`, `string`, `bool`, `time`) and rows as arrays.
+//! Times are Unix milliseconds (UTC); other types print as text.
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// A column of a result.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Column {
+    pub name: String,
+    /// `number`, `string`, `bool` or `time` (Unix ms).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+pub fn kind_of(data_type: &DataType) -> &'static str {
+    match data_type {
+        DataType::Boolean => "bool",
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => "time",
+        t if t.is_numeric() => "number",
+        _ => "string",
+    }
+}
+
+pub fn columns(schema: &SchemaRef) -> Vec<Column> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| Column {
+            name: f.name().clone(),
+            kind: kind_of(f.data_type()),
+        })
+        .collect()
+}
+
+/// One column's values as JSON.
+pub fn values(array: &ArrayRef) -> Vec<Value> {
+    let n = array.len();
+    let nulls = |i: usize| array.is_null(i);
+    match kind_of(array.data_type()) {
+        "bool" => {
+            let a = array.as_boolean();
+            (0..n)
+                .map(|i| {
+                    if nulls(i) {
+                        Value::Null
+                    } else {
+                        a.value(i).into()
+                    }
+                })
+                .collect()
+        }
+        "time" => {
+            let ms = match array.data_type() {
+                DataType::Date32 => {
+                    cast(array, &DataType::Date64).and_then(|a| cast(&a, &DataType::Int64))
+                }
+                DataType::Timestamp(unit, _) => {
+                    let raw = cast(array, &DataType::Int64);
+                    let per_ms = match unit {
+                        datafusion::arrow::datatypes::TimeUnit::Second => -1000,
+                        datafusion::arrow::datatypes::TimeUnit::Millisecond => 1,
+                        datafusion::arrow::datatypes::TimeUnit::Microsecond => 1000,
+                        datafusion::arrow::datatypes::TimeUnit::Nanosecond => 1_000_000,
+                    };
+                    raw.map(|a| {
+                        let a = a.as_primitive::<Int64Type>();
+                        let scaled: datafusion::arrow::array::Int64Array = a
+                            .iter()
+                            .map(|v| v.map(|v| if per_ms < 0 { v * 1000 } else { v / per_ms }))
+                            .collect();
+                        std::sync::Arc::new(scaled) as ArrayRef
+                    })
+                }
+                _ => cast(array, &DataType::Int64),
+            };
+            match ms {
+                Ok(ms) => {
+                    let a = ms.as_primitive::<Int64Type>();
+                    (0..n)
+                        .map(|i| {
+                            if nulls(i) {
+                                Value::Null
+                            } else {
+                                a.value(i).into()
+                            }
+                        })
+                        .collect()
+                }
+                Err(_) => text(array),
+            }
+        }
+        "number" if array.data_type().is_integer() => match cast(array, &DataType::Int64) {
+            Ok(a) => {
+                let a = a.as_primitive::<Int64Type>();
+                (0..n)
+                    .map(|i| {
+                        if nulls(i) {
+                            Value::Null
+                        } else {
+                            a.value(i).into()
+                        }
+                    })
+                    .collect()
+            }
+            Err(_) => text(array),
+        },
+        "number" => match cast(array, &DataType::Float64) {
+            Ok(a) => {
+                let a = a.as_primitive::<Float64Type>();
+                (0..n)
+                    .map(|i| {
+                        if nulls(i) {
+                            Value::Null
+                        } else {
+                            serde_json::Number::from_f64(a.value(i))
+                                .map_or(Value::Null, Value::Number)
+                        }
+                    })
+                    .collect()
+            }
+            Err(_) => text(array),
+        },
+        _ => text(array),
+    }
+}
+
+fn text(array: &ArrayRef) -> Vec<Value> {
+    let options = FormatOptions::default();
+    let Ok(formatter) = ArrayFormatter::try_new(array.as_ref(), &options) else {
+        return vec![Value::Null; array.len()];
+    };
+    (0..array.len())
+        .map(|i| {
+            if array.is_null(i) {
+                Value::Null
+            } else {
+                Value::String(formatter.value(i).to_string())
+            }
+        })
+        .collect()
+}
+
+/// Every row of `batches` as an array of values, at most `limit`.
+pub fn rows(batches: &[RecordBatch], limit: usize) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        if out.len() >= limit {
+            break;
+        }
+        let take = (limit - out.len()).min(batch.num_rows());
+        let columns: Vec<Vec<Value>> = batch
+            .columns()
+            .iter()
+            .map(|c| values(&c.slice(0, take)))
+            .collect();
+        for i in 0..take {
+            out.push(columns.iter().map(|c| c[i].clone()).collect());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{
+        Float64Array, Int32Array, StringArray, TimestampMillisecondArray,
+    };
+
+    use super::*;
+
+    #[test]
+    fn numbers_times_and_text() {
+        let t: ArrayRef =
+            Arc::new(TimestampMillisecondArray::from(vec![Some(1_000), None]).with_timezone("UTC"));
+        assert_eq!(values(&t), vec![Value::from(1_000), Value::Null]);
+        let i: ArrayRef = Arc::new(Int32Array::from(vec![7, -1]));
+        assert_eq!(values(&i), vec![Value::from(7), Value::from(-1)]);
+        let f: ArrayRef = Arc::new(Float64Array::from(vec![f64::NAN, 0.5]));
+        assert_eq!(values(&f), vec![Value::Null, Value::from(0.5)]);
+        let s: ArrayRef = Arc::new(StringArray::from(vec![Some("a"), None]));
+        assert_eq!(values(&s), vec![Value::from("a"), Value::Null]);
+    }
+}

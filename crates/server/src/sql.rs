@@ -1,0 +1,205 @@
+//! The analysts' catalog: every committed table (`raw`, `views`, `late`,
+//! `deadletters`), the live views (`live.<view>`) and the reference tables,
+//! read-only, under a memory limit of its own — a query over it fails
+//! while the pipeline goes on. The catalog is reopened once a newer
+//! checkpoint has committed more rows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::error::DataFusionError;
+use tokio::sync::{Mutex, watch};
+
+use kpiflow_engine::LiveStore;
+use kpiflow_pipeline::Progress;
+use kpiflow_storage::{Catalog, DataLocation, QueryError};
+
+use crate::error::{AppError, Position};
+use crate::state::{ServerConfig, Sources};
+
+/// Rows of one query.
+pub struct Answer {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    /// More rows were there than the limit.
+    pub truncated: bool,
+    pub elapsed: Duration,
+}
+
+struct Cached {
+    epoch: u64,
+    catalog: Arc<Catalog>,
+}
+
+#[derive(Clone)]
+pub struct SqlService {
+    location: DataLocation,
+    live: LiveStore,
+    views: Vec<String>,
+    references: Vec<(String, Arc<dyn TableProvider>)>,
+    memory_limit: usize,
+    timeout: Duration,
+    progress: watch::Receiver<Progress>,
+    cached: Arc<Mutex<Option<Cached>>>,
+}
+
+impl SqlService {
+    pub fn new(sources: &Sources, config: &ServerConfig) -> SqlService {
+        SqlService {
+            location: sources.location.clone(),
+            live: sources.live.clone(),
+            views: sources.views.iter().map(|v| v.name.clone()).collect(),
+            references: sources.references.clone(),
+            memory_limit: config.sql_memory_limit,
+            timeout: config.sql_timeout,
+            progress: sources.progress.clone(),
+            cached: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The catalog as of the newest checkpoint.
+    pub async fn catalog(&self) -> Result<Arc<Catalog>, AppError> {
+        let epoch = self.progress.borrow().epoch;
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref()
+            && c.epoch == epoch
+        {
+            return Ok(c.catalog.clone());
+        }
+        let catalog = Catalog::open_with_memory_limit(&self.location, Some(self.memory_limit))
+            .await
+            .map_err(|e| AppError::internal("opening the SQL catalog", e))?;
+        for view in &self.views {
+            if let Some(table) = self.live.table(view) {
+                catalog
+                    .register("live", view, table)
+                    .map_err(|e| AppError::internal("registering a live view", e))?;
+            }
+        }
+        for (name, table) in &self.references {
+            catalog
+                .register("public", name, table.clone())
+                .map_err(|e| AppError::internal("registering a reference table", e))?;
+        }
+        let catalog = Arc::new(catalog);
+        *cached = Some(Cached {
+            epoch,
+            catalog: catalog.clone(),
+        });
+        Ok(catalog)
+    }
+
+    /// Runs one read-only query: at most `limit` rows, cancelled after the
+    /// timeout.
+    pub async fn run(&self, sql: &str, limit: usize) -> Result<Answer, AppError> {
+        let started = Instant::now();
+        let catalog = self.catalog().await?;
+        let frame = catalog.dataframe(sql).await.map_err(query_error)?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        // One row more than asked tells whether there were more.
+        let frame = frame
+            .limit(0, Some(limit.saturating_add(1)))
+            .map_err(|e| sql_error(&e))?;
+        let batches = match tokio::time::timeout(self.timeout, frame.collect()).await {
+            Err(_) => {
+                return Err(AppError::Timeout {
+                    seconds: self.timeout.as_secs(),
+                });
+            }
+            Ok(result) => result.map_err(|e| self.execution_error(&e))?,
+        };
+        let (batches, truncated) = cut(batches, limit);
+        Ok(Answer {
+            schema,
+            batches,
+            truncated,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn execution_error(&self, e: &DataFusionError) -> AppError {
+        if let DataFusionError::ResourcesExhausted(detail) = e.find_root() {
+            return AppError::MemoryLimit {
+                limit_mib: (self.memory_limit >> 20) as u64,
+                detail: detail.clone(),
+            };
+        }
+        sql_error(e)
+    }
+}
+
+/// The first `limit` rows, and whether there were more.
+pub fn cut(batches: Vec<RecordBatch>, limit: usize) -> (Vec<RecordBatch>, bool) {
+    let mut out = Vec::new();
+    let mut rows = 0;
+    let mut truncated = false;
+    for batch in batches {
+        if rows + batch.num_rows() > limit {
+            let take = limit - rows;
+            if take > 0 {
+                out.push(batch.slice(0, take));
+            }
+            truncated = true;
+            break;
+        }
+        rows += batch.num_rows();
+        out.push(batch);
+    }
+    (out, truncated)
+}
+
+fn query_error(e: QueryError) -> AppError {
+    match e {
+        QueryError::Refused(_) => AppError::BadRequest {
+            code: "sql_refused",
+            message: e.to_string(),
+            position: None,
+        },
+        QueryError::Sql(e) => sql_error(&e),
+    }
+}
+
+/// A SQL error with the position the parser names, if it does.
+pub fn sql_error(e: &DataFusionError) -> AppError {
+    let message = e.to_string();
+    AppError::BadRequest {
+        code: "sql_invalid",
+        position: position(&message),
+        message,
+    }
+}
+
+/// `… at Line: 1, Column: 8`, as sqlparser writes it.
+fn position(message: &str) -> Option<Position> {
+    let at = message.rfind("Line: ")?;
+    let rest = &message[at + "Line: ".len()..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some(Position {
+        line: line.trim().parse().ok()?,
+        column: column.parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::position;
+    use crate::error::Position;
+
+    #[test]
+    fn the_parser_position_is_found() {
+        assert_eq!(
+            position(
+                "SQL error: ParserError(\"Expected: end of statement, found: x at Line: 2, Column: 14\")"
+            ),
+            Some(Position {
+                line: 2,
+                column: 14
+            })
+        );
+        assert_eq!(position("no position here"), None);
+    }
+}
