@@ -6,7 +6,9 @@
 //! and SIGTERM ends a run with exit 0 after a final checkpoint.
 //!
 //! The stream is seeded: malformed records (dead letters), events out of
-//! order within the views' bound, no late events; one record per Kafka
+//! order within the views' bound, no late events (a second test has them,
+//! and checks each is in exactly one of a final window or a late table);
+//! one record per Kafka
 //! batch (tansu answers a fetch from inside a batch with the next batch,
 //! and restarts resume inside batches). A last record per partition two
 //! days ahead makes every window of the stream final.
@@ -88,17 +90,23 @@ impl Target {
     }
 }
 
-/// Produces the seeded stream, the records two days ahead and tansu's
-/// fences; returns how many records the topics hold.
-async fn produce_stream(brokers: &str) -> i64 {
-    let sim = SimConfig {
-        seed: 11,
+/// The seeded stream: 1 % malformed, 5 % out of order within 3 s, and
+/// `late` of the events moved back further (1 s to 10 min past the bound).
+fn stream(seed: u64, late: f64) -> SimConfig {
+    SimConfig {
+        seed,
         scenario: Scenario::Normal,
         malformed: 0.01,
         out_of_order: 0.05,
+        late,
         max_out_of_order: Duration::from_secs(3),
         ..SimConfig::default()
-    };
+    }
+}
+
+/// Produces the seeded stream, the records two days ahead and tansu's
+/// fences; returns how many records the topics hold.
+async fn produce_stream(brokers: &str, sim: SimConfig) -> i64 {
     let mut options = ProduceOptions::new(brokers, sim, 100_000.0, Limit::Count(RECORDS));
     options.partitions = PARTITIONS;
     options.properties = kpiflow_tests::one_record_batches();
@@ -207,16 +215,7 @@ async fn consumed(target: &Target) -> i64 {
     let mut total = 0;
     for table in catalog.tables() {
         if table.starts_with("raw.") || table.starts_with("deadletters.") {
-            let rows = catalog
-                .query(&format!("SELECT count(*) FROM {table}"))
-                .await
-                .unwrap();
-            total += rows[0]
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap()
-                .value(0);
+            total += count(&catalog, &format!("SELECT count(*) FROM {table}")).await;
         }
     }
     total
@@ -360,7 +359,7 @@ async fn killed_at_any_moment_the_tables_equal_an_uninterrupted_run() {
     let broker = OwnBroker::start();
     let moto = MotoServer::start(BUCKET);
     let brokers = broker.brokers.clone();
-    let held = produce_stream(&brokers).await;
+    let held = produce_stream(&brokers, stream(11, 0.0)).await;
     // Kept when the test fails, for its logs and tables; deleted at the end.
     let work = tempfile::Builder::new()
         .prefix("kpiflow-crash-")
@@ -379,15 +378,75 @@ async fn killed_at_any_moment_the_tables_equal_an_uninterrupted_run() {
     crash_repeatedly(&brokers, &s3, held, 7).await;
     assert_same_tables(&tables(&s3).await, &want, "killed, on S3 (moto)");
 
+    assert_verify_passes(&local);
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// With late events, which events are late depends on when each partition's
+/// records arrived, so runs differ; what must hold is that every event is
+/// in exactly one of a final window or a late table. Every record is once
+/// in `raw.*` or `deadletters.*` (they do not depend on timing), and
+/// `kpiflow verify` recomputes every final window from `raw.*` minus the
+/// events in `late.*`: an event in both, or in neither, fails it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_with_late_events_every_event_is_in_a_final_window_or_a_late_table() {
+    let broker = OwnBroker::start();
+    let brokers = broker.brokers.clone();
+    let held = produce_stream(&brokers, stream(12, 0.02)).await;
+    let work = tempfile::Builder::new()
+        .prefix("kpiflow-crash-late-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let target = Target::local(&work, "late");
+    crash_repeatedly(&brokers, &target, held, 4242).await;
+
+    let catalog = Catalog::open(&target.location()).await.unwrap();
+    let mut late = 0;
+    for table in catalog.tables() {
+        let (partition, offset) = if table.starts_with("raw.") {
+            ("_partition", "_offset")
+        } else if table.starts_with("deadletters.") {
+            ("\"partition\"", "\"offset\"")
+        } else {
+            if table.starts_with("late.") {
+                late += count(&catalog, &format!("SELECT count(*) FROM {table}")).await;
+            }
+            continue;
+        };
+        let rows = count(&catalog, &format!("SELECT count(*) FROM {table}")).await;
+        let distinct = count(
+            &catalog,
+            &format!("SELECT count(*) FROM (SELECT DISTINCT {partition}, {offset} FROM {table})"),
+        )
+        .await;
+        assert_eq!(rows, distinct, "{table}: every record once");
+    }
+    assert!(late > 100, "the stream has late events ({late} in late.*)");
+    assert_verify_passes(&target);
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+async fn count(catalog: &Catalog, sql: &str) -> i64 {
+    let rows = catalog.query(sql).await.unwrap();
+    rows[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0)
+}
+
+fn assert_verify_passes(target: &Target) {
     let verify = Command::new(env!("CARGO_BIN_EXE_kpiflow"))
-        .args(["verify", "--data", &local.data])
+        .args(["verify", "--data", &target.data])
         .output()
         .unwrap();
     assert!(
         verify.status.success(),
-        "kpiflow verify on the crashed run's tables:\n{}{}",
+        "kpiflow verify on the crashed run's tables ({}):\n{}{}",
+        target.data,
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
     );
-    std::fs::remove_dir_all(&work).unwrap();
 }
