@@ -24,6 +24,8 @@
 
 use std::time::{Duration, Instant};
 
+use kpiflow_benches::kafka::{assert_kept, fence, produce_spread};
+use kpiflow_benches::{env_number, median};
 use kpiflow_ingest::embedded::EmbeddedKafka;
 use kpiflow_ingest::produce::{Limit, ProduceOptions, Progress, produce};
 use kpiflow_ingest::simulator::{Scenario, SimConfig};
@@ -36,13 +38,6 @@ use tokio_util::sync::CancellationToken;
 /// Partitions per topic: `KPIFLOW_BENCH_PARTITIONS`, default 16.
 fn partitions() -> i32 {
     env_number("KPIFLOW_BENCH_PARTITIONS", 16) as i32
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// librdkafka alone: every message of the stream topics, payload touched,
@@ -183,76 +178,6 @@ fn malformed_fraction() -> f64 {
         .unwrap_or(0.01)
 }
 
-/// The simulator's records spread round-robin over each topic's partitions
-/// rather than by key: the mock cluster keeps at most 5 MB per partition,
-/// and a few hot keys would fill theirs long before the others.
-fn produce_spread(brokers: &str, sim: SimConfig, n: u64) {
-    use kpiflow_ingest::simulator::Simulator;
-    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    let mut next = [0i32; 4];
-    let partitions = partitions();
-    for record in Simulator::new(sim).take(n as usize) {
-        let slot = &mut next[record.stream as usize];
-        let partition = *slot % partitions;
-        *slot += 1;
-        let mut message = BaseRecord::to(record.stream.name())
-            .partition(partition)
-            .key(record.key.as_bytes())
-            .payload(&record.payload[..]);
-        loop {
-            match producer.send(message) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
-                    producer.poll(Duration::from_millis(10));
-                    message = m;
-                }
-                Err((e, _)) => panic!("cannot produce a bench record: {e}"),
-            }
-        }
-    }
-    producer
-        .flush(Duration::from_secs(60))
-        .expect("bench records acknowledged");
-}
-
-/// One record per partition after the bench's records. tansu 0.6.0 reports
-/// the base offset of a partition's newest batch as its high watermark, so
-/// that batch stays invisible until another arrives; on other brokers the
-/// fences are just the last records (dead letters to the source; both
-/// consumers stop at `n` records, so they count at most one per partition).
-fn fence(brokers: &str) {
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("fence producer");
-    for s in Stream::ALL {
-        for p in 0..partitions() {
-            producer
-                .send(
-                    BaseRecord::<[u8], [u8]>::to(s.name())
-                        .partition(p)
-                        .payload(b"fence".as_slice()),
-                )
-                .expect("enqueue a fence record");
-        }
-    }
-    producer
-        .flush(Duration::from_secs(30))
-        .expect("fence records acknowledged");
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     let n = env_number("KPIFLOW_BENCH_RECORDS", 400_000);
     let runs = env_number("KPIFLOW_BENCH_RUNS", 5) as usize;
@@ -285,29 +210,11 @@ fn main() {
             ))
             .expect("produce the bench records");
         assert_eq!(summary.acked(), n);
-        fence(&brokers);
+        fence(&brokers, partitions());
     } else {
-        produce_spread(&brokers, sim, n);
+        produce_spread(&brokers, sim, n, partitions());
     }
-    {
-        let probe: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .unwrap();
-        let mut kept = 0;
-        for s in Stream::ALL {
-            for p in 0..partitions() {
-                let (low, high) = probe
-                    .fetch_watermarks(s.name(), p, Duration::from_secs(10))
-                    .unwrap();
-                kept += high - low;
-            }
-        }
-        assert!(
-            kept >= n as i64,
-            "the broker dropped old records (the mock cluster keeps 5 MB per partition): lower KPIFLOW_BENCH_RECORDS"
-        );
-    }
+    assert_kept(&brokers, partitions(), n);
     println!(
         "consume: {n} records ({:.1}% malformed), {runs} runs each, {brokers}",
         malformed_fraction() * 100.0

@@ -26,12 +26,21 @@ pub const EPOCH_KEY: &str = "kpiflow.epoch";
 /// Files roll over at about this size.
 pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
 
+/// Rows gathered before they go to the Parquet writer: delta-rs's writer
+/// costs milliseconds a call whatever the rows (the partition split, the
+/// schema checks), and source batches hold a few hundred to a few thousand
+/// rows. Bounds what a table holds in memory besides its open files.
+const WRITE_CHUNK_ROWS: usize = 65_536;
+
 pub(crate) struct TableWriter {
     pub spec: TableSpec,
     /// Always `Some` between calls (taken to swap its properties).
     writer: Option<RecordBatchWriter>,
     app: String,
     rows: usize,
+    /// Rows not yet handed to the writer, fewer than `WRITE_CHUNK_ROWS`.
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
 }
 
 impl TableWriter {
@@ -50,6 +59,8 @@ impl TableWriter {
             writer: Some(writer),
             app: app.to_owned(),
             rows: 0,
+            pending: Vec::new(),
+            pending_rows: 0,
         })
     }
 
@@ -58,18 +69,36 @@ impl TableWriter {
         if rows.num_rows() == 0 {
             return Ok(());
         }
-        let batch = self.spec.with_partition_columns(rows)?;
+        self.pending.push(rows.clone());
+        self.pending_rows += rows.num_rows();
+        self.rows += rows.num_rows();
+        if self.pending_rows >= WRITE_CHUNK_ROWS {
+            self.write_pending().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the gathered rows to the writer as one batch.
+    async fn write_pending(&mut self) -> Result<()> {
+        let Some(first) = self.pending.first() else {
+            return Ok(());
+        };
+        let table = self.spec.relative();
+        let rows = datafusion::arrow::compute::concat_batches(&first.schema(), &self.pending)
+            .map_err(|e| StorageError::data(format!("gathering the rows of {table}"), e))?;
+        self.pending.clear();
+        self.pending_rows = 0;
+        let batch = self.spec.with_partition_columns(&rows)?;
         self.writer_mut()?
             .write(batch)
             .await
-            .map_err(|e| StorageError::delta(self.spec.relative(), "writing rows", e))?;
-        self.rows += rows.num_rows();
-        Ok(())
+            .map_err(|e| StorageError::delta(table, "writing rows", e))
     }
 
     /// Finishes the epoch's files and returns their `add` actions; the next
     /// files written belong to `next`.
     pub async fn close(&mut self, next: Epoch) -> Result<Vec<Add>> {
+        self.write_pending().await?;
         let adds = if self.rows == 0 {
             Vec::new()
         } else {
