@@ -152,3 +152,60 @@ fn a_missing_or_malformed_file_is_an_error_and_other_problems_still_show() {
         "{found:?}"
     );
 }
+
+#[test]
+fn the_server_section_is_checked_and_an_open_address_needs_tokens() {
+    let open = problems(load_with_env(
+        &args(&["--brokers", "k:9092", "--http", "0.0.0.0:8080"]),
+        env(&[]),
+    ));
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(
+        open[0].contains("reachable from other machines") && open[0].contains("--insecure"),
+        "{open:?}"
+    );
+    let allowed = load_with_env(
+        &args(&[
+            "--brokers",
+            "k:9092",
+            "--http",
+            "0.0.0.0:8080",
+            "--insecure",
+        ]),
+        env(&[]),
+    )
+    .unwrap();
+    assert_eq!(allowed.server.listen, Some("0.0.0.0:8080".parse().unwrap()));
+
+    let file = TempFile::new(
+        "server",
+        r#"[server]
+listen = "localhost:80"
+sql_timeout = "0s"
+[[server.tokens]]
+name = "wall"
+role = "boss"
+token = "0123456789abcdef"
+[[server.tokens]]
+name = "short"
+role = "viewer"
+token = "abc"
+"#,
+    );
+    let found = problems(load_with_env(
+        &args(&["--brokers", "k:9092", "--config", file.path()]),
+        env(&[]),
+    ));
+    let all = found.join("\n");
+    assert!(
+        all.contains("server.listen") && all.contains("127.0.0.1:8080"),
+        "{all}"
+    );
+    assert!(all.contains("server.sql_timeout"), "{all}");
+    assert!(all.contains("role \"boss\""), "{all}");
+    assert!(all.contains("shorter than 16"), "{all}");
+    assert!(
+        !all.contains("0123456789abcdef"),
+        "a token is never shown: {all}"
+    );
+}
