@@ -366,6 +366,8 @@
     // rates, availability) gets an axis around its values instead.
     function yRange(u, min, max) {
       if (min === null || max === null || !Number.isFinite(min) || !Number.isFinite(max)) return [0, 1];
+      // Nothing but zeros (no faults, no delays): a plain 0 to 1 axis.
+      if (min === 0 && max === 0) return [0, 1];
       const span = max - min || Math.abs(max) || 1;
       let lo = !isBar && min > 0 && min > max * 0.5 ? Math.max(0, min - span * 0.2) : Math.min(0, min - (min < 0 ? span * 0.08 : 0));
       let hi = max < 0 && isBar ? 0 : max + span * 0.08;
@@ -405,10 +407,13 @@
         scales: {
           x: {
             time: true,
-            range: isBar ? (u, min, max) => {
+            // One window only (an hourly view's first hour): centred, not
+            // an axis of years around a single instant.
+            range: (u, min, max) => {
               const s = dataStep(u.data[0]);
-              return [min - s * 0.6, max + s * 0.6];
-            } : undefined,
+              if (isBar) return [min - s * 0.6, max + s * 0.6];
+              return min === max ? [min - s, max + s] : [min, max];
+            },
           },
           y: { range: yRange },
         },

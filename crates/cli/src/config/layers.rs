@@ -22,7 +22,7 @@ pub const FLAGS_NAME: &str = "command-line flags";
 fn is_other_variable(rest: &str) -> bool {
     matches!(
         rest,
-        "BLESS" | "FAILPOINT" | "TANSU" | "MOTO" | "PYTHON" | "CACHE_DIR"
+        "BLESS" | "FAILPOINT" | "TANSU" | "MOTO" | "PYTHON" | "CHROMIUM" | "CACHE_DIR"
     ) || rest.starts_with("TEST_")
         || rest.starts_with("BENCH_")
 }
