@@ -37,6 +37,17 @@ pub struct Rows {
     pub elapsed_ms: u64,
 }
 
+/// Rows asked for (default 1000), within 1 to `max`.
+pub fn row_limit(asked: Option<usize>, max: usize) -> Result<usize, AppError> {
+    let limit = asked.unwrap_or(1000);
+    if limit == 0 || limit > max {
+        return Err(AppError::bad_request(format!(
+            "limit {limit}: give 1 to {max}"
+        )));
+    }
+    Ok(limit)
+}
+
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 pub fn respond(

@@ -4,7 +4,7 @@
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, TimeUnit};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde::Serialize;
 use serde_json::Value;
@@ -41,94 +41,44 @@ pub fn columns(schema: &SchemaRef) -> Vec<Column> {
 
 /// One column's values as JSON.
 pub fn values(array: &ArrayRef) -> Vec<Value> {
-    let n = array.len();
-    let nulls = |i: usize| array.is_null(i);
-    match kind_of(array.data_type()) {
-        "bool" => {
-            let a = array.as_boolean();
-            (0..n)
-                .map(|i| {
-                    if nulls(i) {
-                        Value::Null
-                    } else {
-                        a.value(i).into()
-                    }
-                })
+    let converted = match kind_of(array.data_type()) {
+        "bool" => Some(Ok(array
+            .as_boolean()
+            .iter()
+            .map(|v| v.map(Value::from))
+            .collect())),
+        // Every timestamp unit and date as milliseconds: arrow's cast scales.
+        "time" => Some(
+            cast(array, &DataType::Timestamp(TimeUnit::Millisecond, None))
+                .and_then(|t| cast(&t, &DataType::Int64))
+                .map(|a| ints(&a)),
+        ),
+        "number" if array.data_type().is_integer() => {
+            Some(cast(array, &DataType::Int64).map(|a| ints(&a)))
+        }
+        "number" => Some(cast(array, &DataType::Float64).map(|a| {
+            a.as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| v.and_then(serde_json::Number::from_f64).map(Value::Number))
                 .collect()
-        }
-        "time" => {
-            let ms = match array.data_type() {
-                DataType::Date32 => {
-                    cast(array, &DataType::Date64).and_then(|a| cast(&a, &DataType::Int64))
-                }
-                DataType::Timestamp(unit, _) => {
-                    let raw = cast(array, &DataType::Int64);
-                    let per_ms = match unit {
-                        datafusion::arrow::datatypes::TimeUnit::Second => -1000,
-                        datafusion::arrow::datatypes::TimeUnit::Millisecond => 1,
-                        datafusion::arrow::datatypes::TimeUnit::Microsecond => 1000,
-                        datafusion::arrow::datatypes::TimeUnit::Nanosecond => 1_000_000,
-                    };
-                    raw.map(|a| {
-                        let a = a.as_primitive::<Int64Type>();
-                        let scaled: datafusion::arrow::array::Int64Array = a
-                            .iter()
-                            .map(|v| v.map(|v| if per_ms < 0 { v * 1000 } else { v / per_ms }))
-                            .collect();
-                        std::sync::Arc::new(scaled) as ArrayRef
-                    })
-                }
-                _ => cast(array, &DataType::Int64),
-            };
-            match ms {
-                Ok(ms) => {
-                    let a = ms.as_primitive::<Int64Type>();
-                    (0..n)
-                        .map(|i| {
-                            if nulls(i) {
-                                Value::Null
-                            } else {
-                                a.value(i).into()
-                            }
-                        })
-                        .collect()
-                }
-                Err(_) => text(array),
-            }
-        }
-        "number" if array.data_type().is_integer() => match cast(array, &DataType::Int64) {
-            Ok(a) => {
-                let a = a.as_primitive::<Int64Type>();
-                (0..n)
-                    .map(|i| {
-                        if nulls(i) {
-                            Value::Null
-                        } else {
-                            a.value(i).into()
-                        }
-                    })
-                    .collect()
-            }
-            Err(_) => text(array),
-        },
-        "number" => match cast(array, &DataType::Float64) {
-            Ok(a) => {
-                let a = a.as_primitive::<Float64Type>();
-                (0..n)
-                    .map(|i| {
-                        if nulls(i) {
-                            Value::Null
-                        } else {
-                            serde_json::Number::from_f64(a.value(i))
-                                .map_or(Value::Null, Value::Number)
-                        }
-                    })
-                    .collect()
-            }
-            Err(_) => text(array),
-        },
+        })),
+        _ => None,
+    };
+    match converted {
+        Some(Ok(values)) => values
+            .into_iter()
+            .map(|v: Option<Value>| v.unwrap_or(Value::Null))
+            .collect(),
         _ => text(array),
     }
+}
+
+fn ints(array: &ArrayRef) -> Vec<Option<Value>> {
+    array
+        .as_primitive::<Int64Type>()
+        .iter()
+        .map(|v| v.map(Value::from))
+        .collect()
 }
 
 fn text(array: &ArrayRef) -> Vec<Value> {

@@ -20,6 +20,16 @@ use kpiflow_storage::{Catalog, DataLocation, QueryError};
 use crate::error::{AppError, Position};
 use crate::state::{ServerConfig, Sources};
 
+/// `identifier` as a quoted SQL identifier.
+pub fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// `text` as a SQL string literal.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// Rows of one query.
 pub struct Answer {
     pub schema: SchemaRef,

@@ -8,7 +8,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -17,9 +16,10 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::dashboards::{Feed, Feeds, Frame};
+use crate::state::AppState;
 
 /// The id the client last saw, if it says.
-pub fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+fn last_event_id(headers: &HeaderMap) -> Option<u64> {
     headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -49,16 +49,24 @@ impl Drop for Open {
     }
 }
 
-/// The event stream of one feed for one client.
+/// The event stream of one feed for one client: the one the request's
+/// `Last-Event-ID` resumes, ending at the server's shutdown.
 pub fn stream(
-    feeds: Feeds,
+    state: &AppState,
     feed: Arc<Feed>,
-    last_seen: Option<u64>,
-    keep_alive: Duration,
-    shutdown: CancellationToken,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let frames = async_stream(feeds, feed, last_seen, shutdown);
-    Sse::new(frames).keep_alive(KeepAlive::new().interval(keep_alive).text("keep-alive"))
+    headers: &HeaderMap,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
+    let frames = async_stream(
+        state.inner.feeds.clone(),
+        feed,
+        last_event_id(headers),
+        state.inner.shutdown.clone(),
+    );
+    Sse::new(frames).keep_alive(
+        KeepAlive::new()
+            .interval(state.inner.config.keep_alive)
+            .text("keep-alive"),
+    )
 }
 
 fn async_stream(

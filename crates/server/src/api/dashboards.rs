@@ -77,15 +77,10 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse> {
     find(&state, &name)?;
-    let feeds = state.inner.feeds.clone();
-    let feed = feeds
+    let feed = state
+        .inner
+        .feeds
         .get(&name)
         .ok_or_else(|| AppError::NotFound(format!("no feed for dashboard '{name}'")))?;
-    Ok(sse::stream(
-        feeds,
-        feed,
-        sse::last_event_id(&headers),
-        state.inner.config.keep_alive,
-        state.inner.shutdown.clone(),
-    ))
+    Ok(sse::stream(&state, feed, &headers))
 }

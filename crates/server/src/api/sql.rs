@@ -36,13 +36,7 @@ pub async fn run(
     State(state): State<AppState>,
     Json(request): Json<SqlRequest>,
 ) -> Result<Response> {
-    let max = state.inner.config.max_rows;
-    let limit = request.limit.unwrap_or(1000);
-    if limit == 0 || limit > max {
-        return Err(AppError::bad_request(format!(
-            "limit {limit}: give 1 to {max}"
-        )));
-    }
+    let limit = format::row_limit(request.limit, state.inner.config.max_rows)?;
     if request.sql.trim().is_empty() {
         return Err(AppError::bad_request("the query is empty"));
     }

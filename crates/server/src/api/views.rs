@@ -15,6 +15,7 @@ use kpiflow_engine::{ViewInfo, WINDOW_START, WindowSpec};
 use crate::error::{AppError, ErrorBody, Result};
 use crate::format::{self, Format, Rows};
 use crate::json;
+use crate::sql::{literal, quote};
 use crate::sse;
 use crate::state::AppState;
 
@@ -143,14 +144,6 @@ fn time(what: &str, text: &str) -> Result<i64> {
         })
 }
 
-fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
-}
-
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 pub(crate) fn find<'a>(state: &'a AppState, name: &str) -> Result<&'a ViewInfo> {
     let views = &state.inner.sources.views;
     views.iter().find(|v| v.name == name).ok_or_else(|| {
@@ -178,13 +171,7 @@ pub async fn rows(
             "view '{name}' has no windows; query it with POST /api/sql"
         )));
     }
-    let max = state.inner.config.max_rows;
-    let limit = q.limit.unwrap_or(1000);
-    if limit == 0 || limit > max {
-        return Err(AppError::bad_request(format!(
-            "limit {limit}: give 1 to {max}"
-        )));
-    }
+    let limit = format::row_limit(q.limit, state.inner.config.max_rows)?;
     let columns: Vec<String> = view
         .schema
         .fields()
@@ -272,15 +259,10 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse> {
     find(&state, &name)?;
-    let feeds = state.inner.feeds.clone();
-    let feed = feeds
+    let feed = state
+        .inner
+        .feeds
         .get(&format!("view:{name}"))
         .ok_or_else(|| AppError::bad_request(format!("view '{name}' has no windows to stream")))?;
-    Ok(sse::stream(
-        feeds,
-        feed,
-        sse::last_event_id(&headers),
-        state.inner.config.keep_alive,
-        state.inner.shutdown.clone(),
-    ))
+    Ok(sse::stream(&state, feed, &headers))
 }

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::definition::{Panel, PanelKind};
 use crate::json;
+use crate::sql::quote;
 
 /// What the page gets for one panel (see the module docs of `feed`).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -55,10 +56,6 @@ pub struct Series {
     pub values: Vec<Option<f64>>,
     #[serde(rename = "final")]
     pub is_final: Vec<bool>,
-}
-
-fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
 fn kind_name(kind: PanelKind) -> &'static str {
