@@ -407,12 +407,23 @@
         scales: {
           x: {
             time: true,
-            // One window only (an hourly view's first hour): centred, not
-            // an axis of years around a single instant.
+            // From the data itself: with one window only (an hourly view's
+            // first hour) uPlot hands a time scale min and min + 1 day; the
+            // lone window is centred in the panel's time range instead.
             range: (u, min, max) => {
-              const s = dataStep(u.data[0]);
-              if (isBar) return [min - s * 0.6, max + s * 0.6];
-              return min === max ? [min - s, max + s] : [min, max];
+              const xs = u.data[0];
+              if (!xs || !xs.length) return [min, max];
+              const lo = xs[0];
+              const hi = xs[xs.length - 1];
+              const s = dataStep(xs);
+              if (lo === hi) {
+                const pad = Math.max(s, (p.def.range_ms || 0) / 2000);
+                return [lo - pad, hi + pad];
+              }
+              if (isBar) return [lo - s * 0.6, hi + s * 0.6];
+              // A little room so the first and newest points are not cut in half.
+              const edge = (hi - lo) * 0.015;
+              return [lo - edge, hi + edge];
             },
           },
           y: { range: yRange },

@@ -1,7 +1,8 @@
 //! Rows out, as the caller asked: JSON (columns and rows as arrays), CSV
 //! with a header, or an Arrow IPC stream.
 
-use axum::Json;
+use axum::body::Bytes;
+use axum::http::HeaderName;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use datafusion::arrow::array::RecordBatch;
@@ -50,34 +51,65 @@ pub fn row_limit(asked: Option<usize>, max: usize) -> Result<usize, AppError> {
 
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
-pub fn respond(
+/// An answer as it goes out: its body, written once, and what the
+/// headers say of it. Cheap to clone (the body is shared), so the views
+/// API keeps answers (see `answers`).
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub content_type: &'static str,
+    /// More rows were there than the limit (`x-kpiflow-truncated`).
+    pub truncated: bool,
+    pub body: Bytes,
+}
+
+impl Encoded {
+    pub fn json(body: Vec<u8>, truncated: bool) -> Encoded {
+        Encoded {
+            content_type: "application/json",
+            truncated,
+            body: body.into(),
+        }
+    }
+}
+
+impl IntoResponse for Encoded {
+    fn into_response(self) -> Response {
+        let truncated = if self.truncated { "true" } else { "false" };
+        (
+            [
+                (CONTENT_TYPE, self.content_type),
+                (HeaderName::from_static("x-kpiflow-truncated"), truncated),
+            ],
+            self.body,
+        )
+            .into_response()
+    }
+}
+
+/// The rows written as `format` asks.
+pub fn encode(
     format: Format,
     schema: &SchemaRef,
     batches: &[RecordBatch],
     truncated: bool,
     elapsed_ms: u64,
-) -> Result<Response, AppError> {
+) -> Result<Encoded, AppError> {
     // The batches' own schema (nullability can differ from the plan's).
     let schema = &batches
         .first()
         .map_or_else(|| schema.clone(), RecordBatch::schema);
-    let extra = |mut r: Response| {
-        if let Ok(v) = truncated.to_string().parse() {
-            r.headers_mut().insert("x-kpiflow-truncated", v);
-        }
-        r
-    };
     match format {
         Format::Json => {
             let rows = json::rows(batches, usize::MAX);
-            Ok(Json(Rows {
+            let body = serde_json::to_vec(&Rows {
                 columns: json::columns(schema),
                 row_count: rows.len(),
                 rows,
                 truncated,
                 elapsed_ms,
             })
-            .into_response())
+            .map_err(|e| AppError::internal("writing JSON", e))?;
+            Ok(Encoded::json(body, truncated))
         }
         Format::Csv => {
             let mut out = Vec::new();
@@ -94,9 +126,11 @@ pub fn respond(
                         .map_err(|e| AppError::internal("writing CSV", e))?;
                 }
             }
-            Ok(extra(
-                ([(CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response(),
-            ))
+            Ok(Encoded {
+                content_type: "text/csv; charset=utf-8",
+                truncated,
+                body: out.into(),
+            })
         }
         Format::Arrow => {
             let mut out = Vec::new();
@@ -112,7 +146,11 @@ pub fn respond(
                     .finish()
                     .map_err(|e| AppError::internal("writing Arrow IPC", e))?;
             }
-            Ok(extra(([(CONTENT_TYPE, ARROW_STREAM)], out).into_response()))
+            Ok(Encoded {
+                content_type: ARROW_STREAM,
+                truncated,
+                body: out.into(),
+            })
         }
     }
 }

@@ -10,6 +10,7 @@
 //!   live rows, SSE), the analysts' SQL, health and metrics.
 //! - `dashboards/`: dashboard files, each panel's data, the per-tick feed.
 //! - `sse`: snapshot-then-updates streams with bounded buffers.
+//! - `answers`: the views API's answers, kept until the next tick.
 //! - `auth`: roles and tokens; `error`: the one `AppError`; `metrics`: the
 //!   recorder and the request span; `sql`: the read-only catalog with its
 //!   limits; `format` and `json`: rows out as JSON, CSV or Arrow IPC.
@@ -20,6 +21,7 @@
 //! `/api/views*`, `/api/openapi.json`, `/metrics`; analyst: `/sql`,
 //! `/api/sql`.
 
+mod answers;
 mod api;
 mod auth;
 mod dashboards;

@@ -3,6 +3,10 @@
 //! read-only, under a memory limit of its own — a query over it fails
 //! while the pipeline goes on. The catalog is reopened once a newer
 //! checkpoint has committed more rows.
+//!
+//! Queries run on threads of their own at a lower CPU priority than the
+//! pipeline (`QueryRuntime`): a heavy query gets what the pipeline leaves
+//! of the machine, and the pipeline keeps its pace.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +48,74 @@ struct Cached {
     catalog: Arc<Catalog>,
 }
 
+/// Niceness of the query threads (the pipeline's threads keep 0): under
+/// contention Linux gives a nice-10 thread about a tenth of what a
+/// nice-0 thread gets.
+pub const QUERY_NICENESS: i32 = 10;
+
+/// A Tokio runtime whose threads run the analysts' queries, niced to
+/// `QUERY_NICENESS` (on Linux, where niceness is per thread).
+pub struct QueryRuntime {
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl QueryRuntime {
+    pub fn new(threads: usize) -> std::io::Result<QueryRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("kpiflow-sql")
+            .on_thread_start(lower_priority)
+            .enable_time()
+            .build()?;
+        Ok(QueryRuntime {
+            runtime: Some(runtime),
+        })
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .expect("the query runtime lives until dropped")
+            .handle()
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        // Dropped from within the server's own runtime: a blocking shutdown
+        // would panic there.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{ThreadPriority, ThreadPriorityValue};
+        // thread-priority maps 0..=99 onto niceness 19..=-20: 22 is nice 10
+        // (`the_query_threads_are_niced` checks it).
+        let value = ThreadPriorityValue::try_from(22u8).expect("22 is within 0..=99");
+        if let Err(e) =
+            thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(value))
+        {
+            tracing::debug!(error = ?e, niceness = QUERY_NICENESS, "cannot lower the priority of a query thread");
+        }
+    }
+}
+
+/// Aborts a spawned query when the request waiting for it goes away
+/// (timeout, or the client hung up).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 #[derive(Clone)]
 pub struct SqlService {
     location: DataLocation,
@@ -54,11 +126,12 @@ pub struct SqlService {
     timeout: Duration,
     progress: watch::Receiver<Progress>,
     cached: Arc<Mutex<Option<Cached>>>,
+    runtime: Arc<QueryRuntime>,
 }
 
 impl SqlService {
-    pub fn new(sources: &Sources, config: &ServerConfig) -> SqlService {
-        SqlService {
+    pub fn new(sources: &Sources, config: &ServerConfig) -> std::io::Result<SqlService> {
+        Ok(SqlService {
             location: sources.location.clone(),
             live: sources.live.clone(),
             views: sources.views.iter().map(|v| v.name.clone()).collect(),
@@ -67,7 +140,8 @@ impl SqlService {
             timeout: config.sql_timeout,
             progress: sources.progress.clone(),
             cached: Arc::new(Mutex::new(None)),
-        }
+            runtime: Arc::new(QueryRuntime::new(config.sql_threads)?),
+        })
     }
 
     /// The catalog as of the newest checkpoint.
@@ -113,13 +187,16 @@ impl SqlService {
         let frame = frame
             .limit(0, Some(limit.saturating_add(1)))
             .map_err(|e| sql_error(&e))?;
-        let batches = match tokio::time::timeout(self.timeout, frame.collect()).await {
+        let task = self.runtime.handle().spawn(frame.collect());
+        let _abort = AbortOnDrop(task.abort_handle());
+        let batches = match tokio::time::timeout(self.timeout, task).await {
             Err(_) => {
                 return Err(AppError::Timeout {
                     seconds: self.timeout.as_secs(),
                 });
             }
-            Ok(result) => result.map_err(|e| self.execution_error(&e))?,
+            Ok(Err(e)) => return Err(AppError::internal("running a query", e)),
+            Ok(Ok(result)) => result.map_err(|e| self.execution_error(&e))?,
         };
         let (batches, truncated) = cut(batches, limit);
         Ok(Answer {
@@ -196,8 +273,25 @@ fn position(message: &str) -> Option<Position> {
 
 #[cfg(test)]
 mod tests {
-    use super::position;
+    use super::{QUERY_NICENESS, QueryRuntime, position};
     use crate::error::Position;
+
+    /// Field 19 of `/proc/thread-self/stat`: the calling thread's niceness.
+    #[cfg(target_os = "linux")]
+    fn niceness() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // The command name (field 2) is in parentheses and may hold spaces.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_query_threads_are_niced() {
+        let runtime = QueryRuntime::new(2).unwrap();
+        let on_query_thread = runtime.handle().spawn(async { niceness() }).await.unwrap();
+        assert_eq!(on_query_thread, QUERY_NICENESS);
+    }
 
     #[test]
     fn the_parser_position_is_found() {

@@ -13,6 +13,7 @@ use kpiflow_engine::{LiveStore, ViewInfo};
 use kpiflow_pipeline::Progress;
 use kpiflow_storage::DataLocation;
 
+use crate::answers::Answers;
 use crate::auth::{Auth, Token};
 use crate::dashboards::{Dashboard, Feeds};
 use crate::sql::SqlService;
@@ -26,6 +27,9 @@ pub struct ServerConfig {
     pub sql_timeout: Duration,
     /// Memory the SQL API's queries may use together (bytes).
     pub sql_memory_limit: usize,
+    /// Threads the SQL API's queries run on (at a lower priority than the
+    /// pipeline's).
+    pub sql_threads: usize,
     /// Rows a SQL or views API answer holds at most.
     pub max_rows: usize,
     /// Frames kept for SSE clients; one further behind gets a fresh snapshot.
@@ -46,6 +50,7 @@ impl Default for ServerConfig {
             tokens: Vec::new(),
             sql_timeout: Duration::from_secs(30),
             sql_memory_limit: 512 << 20,
+            sql_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_rows: 100_000,
             sse_buffer: 16,
             keep_alive: Duration::from_secs(15),
@@ -92,6 +97,8 @@ pub(crate) struct Inner {
     pub dashboards: Vec<Dashboard>,
     pub feeds: Feeds,
     pub sql: SqlService,
+    /// The views API's answers of this tick.
+    pub answers: Answers,
     /// Cancelled at shutdown: open SSE streams end.
     pub shutdown: CancellationToken,
     pub started: std::time::Instant,
@@ -107,7 +114,8 @@ impl AppState {
     ) -> Result<AppState, String> {
         let dashboards = crate::dashboards::load(config.dashboards_dir.as_deref(), &sources.views)?;
         let feeds = Feeds::new(&dashboards, &sources, &config);
-        let sql = SqlService::new(&sources, &config);
+        let sql = SqlService::new(&sources, &config)
+            .map_err(|e| format!("cannot start the threads SQL queries run on: {e}"))?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 auth: Auth::new(config.tokens.clone()),
@@ -116,6 +124,7 @@ impl AppState {
                 dashboards,
                 feeds,
                 sql,
+                answers: Answers::default(),
                 shutdown,
                 started: std::time::Instant::now(),
             }),

@@ -4,12 +4,11 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::error::{AppError, ErrorBody, Result};
-use crate::format::{self, Format, Rows};
+use crate::format::{self, Encoded, Format, Rows};
 use crate::state::AppState;
 
 /// A query.
@@ -35,14 +34,14 @@ pub struct SqlRequest {
 pub async fn run(
     State(state): State<AppState>,
     Json(request): Json<SqlRequest>,
-) -> Result<Response> {
+) -> Result<Encoded> {
     let limit = format::row_limit(request.limit, state.inner.config.max_rows)?;
     if request.sql.trim().is_empty() {
         return Err(AppError::bad_request("the query is empty"));
     }
     let answer = state.inner.sql.run(&request.sql, limit).await?;
     metrics::histogram!("kpiflow_http_sql_seconds").record(answer.elapsed.as_secs_f64());
-    format::respond(
+    format::encode(
         request.format,
         &answer.schema,
         &answer.batches,

@@ -5,13 +5,14 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use kpiflow_engine::{ViewInfo, WINDOW_START, WindowSpec};
 
+use crate::answers::Version;
 use crate::error::{AppError, ErrorBody, Result};
 use crate::format::{self, Format, Rows};
 use crate::json;
@@ -155,7 +156,9 @@ pub(crate) fn find<'a>(state: &'a AppState, name: &str) -> Result<&'a ViewInfo> 
 /// The view's rows, newest window first: committed history from
 /// `views.<name>`, then the live rows after the newest committed window
 /// (running values of open windows, and final ones not committed yet),
-/// each with `is_final`.
+/// each with `is_final`. Answers are as of the pipeline's last tick: the
+/// same question within one tick is answered from memory
+/// (`x-kpiflow-cache: hit`).
 #[utoipa::path(get, path = "/api/views/{name}", tag = "views",
     params(("name" = String, Path, description = "The view"), RowsQuery),
     responses((status = OK, body = Rows, description = "JSON, CSV or Arrow IPC as asked"),
@@ -217,33 +220,53 @@ pub async fn rows(
         Some(false) => filters.push("NOT is_final".into()),
         None => {}
     }
-    let catalog = state.inner.sql.catalog().await?;
-    let committed = catalog
-        .tables()
-        .iter()
-        .any(|t| *t == format!("views.{name}"));
-    let table = quote(&name);
-    let source = if committed {
-        format!(
-            "SELECT {columns}, true AS is_final FROM views.{table} \
-             UNION ALL SELECT {columns}, is_final FROM live.{table} \
-             WHERE {start} > (SELECT coalesce(max({start}), to_timestamp_millis(0)) FROM views.{table})"
-        )
-    } else {
-        format!("SELECT {columns}, is_final FROM live.{table}")
+    let wanted = q.format.unwrap_or_default();
+    // The question, as the cache knows it: its filters and its shape.
+    let key = format!("{name}\n{}\n{limit}\n{wanted:?}", filters.join(" AND "));
+    let progress = state.inner.sources.progress.borrow().clone();
+    let version = Version {
+        tick: progress.tick,
+        epoch: progress.epoch,
     };
-    let sql = format!(
-        "SELECT * FROM ({source}) WHERE {} ORDER BY {start} DESC",
-        filters.join(" AND ")
-    );
-    let answer = state.inner.sql.run(&sql, limit).await?;
-    format::respond(
-        q.format.unwrap_or_default(),
-        &answer.schema,
-        &answer.batches,
-        answer.truncated,
-        answer.elapsed.as_millis() as u64,
+    let compute = || async {
+        let catalog = state.inner.sql.catalog().await?;
+        let committed = catalog
+            .tables()
+            .iter()
+            .any(|t| *t == format!("views.{name}"));
+        let table = quote(&name);
+        let source = if committed {
+            format!(
+                "SELECT {columns}, true AS is_final FROM views.{table} \
+                 UNION ALL SELECT {columns}, is_final FROM live.{table} \
+                 WHERE {start} > (SELECT coalesce(max({start}), to_timestamp_millis(0)) FROM views.{table})"
+            )
+        } else {
+            format!("SELECT {columns}, is_final FROM live.{table}")
+        };
+        let sql = format!(
+            "SELECT * FROM ({source}) WHERE {} ORDER BY {start} DESC",
+            filters.join(" AND ")
+        );
+        let answer = state.inner.sql.run(&sql, limit).await?;
+        format::encode(
+            wanted,
+            &answer.schema,
+            &answer.batches,
+            answer.truncated,
+            answer.elapsed.as_millis() as u64,
+        )
+    };
+    let (answer, source) = state
+        .inner
+        .answers
+        .get_or_compute(version, key, compute)
+        .await?;
+    Ok((
+        [(HeaderName::from_static("x-kpiflow-cache"), source.as_str())],
+        answer,
     )
+        .into_response())
 }
 
 /// Server-Sent Events of the view's live rows (the windows of the last
