@@ -2,13 +2,17 @@
 //! with a header, or an Arrow IPC stream.
 
 use axum::body::Bytes;
-use axum::http::HeaderName;
-use axum::http::header::CONTENT_TYPE;
+use std::io::Write as _;
+use std::sync::{Arc, OnceLock};
+
+use axum::http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::csv::WriterBuilder;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::writer::StreamWriter;
+use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -60,29 +64,73 @@ pub struct Encoded {
     /// More rows were there than the limit (`x-kpiflow-truncated`).
     pub truncated: bool,
     pub body: Bytes,
+    /// The body gzipped, made once when a client first accepts it (shared
+    /// by the clones): a kept answer is not compressed again per request.
+    gzipped: Arc<OnceLock<Bytes>>,
 }
+
+/// Bodies smaller than this go out as they are.
+const GZIP_FROM_BYTES: usize = 1024;
 
 impl Encoded {
-    pub fn json(body: Vec<u8>, truncated: bool) -> Encoded {
+    pub fn new(content_type: &'static str, body: Vec<u8>, truncated: bool) -> Encoded {
         Encoded {
-            content_type: "application/json",
+            content_type,
             truncated,
             body: body.into(),
+            gzipped: Arc::default(),
         }
     }
-}
 
-impl IntoResponse for Encoded {
-    fn into_response(self) -> Response {
+    pub fn json(body: Vec<u8>, truncated: bool) -> Encoded {
+        Encoded::new("application/json", body, truncated)
+    }
+
+    /// The response, gzipped when the request's `accept-encoding` allows
+    /// it (the compression layer leaves a response with a
+    /// `content-encoding` alone).
+    pub fn respond(self, request: &HeaderMap) -> Response {
+        let accepts_gzip = request
+            .get_all(ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|e| e.split(';').next().is_some_and(|e| e.trim() == "gzip"));
+        if !accepts_gzip || self.body.len() < GZIP_FROM_BYTES {
+            return self.into_response();
+        }
+        let gzipped = self
+            .gzipped
+            .get_or_init(|| {
+                let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                // Writing into a Vec cannot fail.
+                let _ = encoder.write_all(&self.body);
+                encoder.finish().unwrap_or_default().into()
+            })
+            .clone();
+        let mut response = self.with_body(gzipped);
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
+        response
+    }
+
+    fn with_body(&self, body: Bytes) -> Response {
         let truncated = if self.truncated { "true" } else { "false" };
         (
             [
                 (CONTENT_TYPE, self.content_type),
                 (HeaderName::from_static("x-kpiflow-truncated"), truncated),
             ],
-            self.body,
+            body,
         )
             .into_response()
+    }
+}
+
+impl IntoResponse for Encoded {
+    fn into_response(self) -> Response {
+        self.with_body(self.body.clone())
     }
 }
 
@@ -126,11 +174,7 @@ pub fn encode(
                         .map_err(|e| AppError::internal("writing CSV", e))?;
                 }
             }
-            Ok(Encoded {
-                content_type: "text/csv; charset=utf-8",
-                truncated,
-                body: out.into(),
-            })
+            Ok(Encoded::new("text/csv; charset=utf-8", out, truncated))
         }
         Format::Arrow => {
             let mut out = Vec::new();
@@ -146,11 +190,7 @@ pub fn encode(
                     .finish()
                     .map_err(|e| AppError::internal("writing Arrow IPC", e))?;
             }
-            Ok(Encoded {
-                content_type: ARROW_STREAM,
-                truncated,
-                body: out.into(),
-            })
+            Ok(Encoded::new(ARROW_STREAM, out, truncated))
         }
     }
 }

@@ -341,6 +341,32 @@ async fn view_rows_in_three_formats_with_filters() {
     );
 }
 
+/// The same question within one tick is answered from memory; once the
+/// progress moves, the answer is computed again and holds the new rows.
+#[tokio::test]
+async fn view_answers_are_kept_until_the_next_tick() {
+    let mut f = fixture(false).await;
+    let path = "/api/views/sales_by_channel_region?key=channel:online";
+    let ask = |state: kpiflow_server::AppState| async move {
+        let response = send(&state, get(path)).await;
+        let cache = response.headers()["x-kpiflow-cache"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let rows: Value = serde_json::from_str(&body_text(response).await).unwrap();
+        (cache, rows["row_count"].as_u64().unwrap())
+    };
+    assert_eq!(ask(f.state.clone()).await, ("miss".into(), 5));
+    assert_eq!(ask(f.state.clone()).await, ("hit".into(), 5));
+    // Two more minutes of sales; the answer stays that of the tick it was
+    // computed in until the progress moves.
+    common::feed_sales(&mut f.engine, common::T0 + 5 * 60_000, 2, 1_000).await;
+    assert_eq!(ask(f.state.clone()).await, ("hit".into(), 5));
+    f.progress.send(common::progress_of(&f.engine, 2)).unwrap();
+    assert_eq!(ask(f.state.clone()).await, ("miss".into(), 7));
+    assert_eq!(ask(f.state.clone()).await, ("hit".into(), 7));
+}
+
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let f = fixture(false).await;

@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderName};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -167,6 +167,7 @@ pub async fn rows(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<RowsQuery>,
+    headers: HeaderMap,
 ) -> Result<Response> {
     let view = find(&state, &name)?;
     if view.schema.column_with_name(WINDOW_START).is_none() {
@@ -262,11 +263,12 @@ pub async fn rows(
         .answers
         .get_or_compute(version, key, compute)
         .await?;
-    Ok((
-        [(HeaderName::from_static("x-kpiflow-cache"), source.as_str())],
-        answer,
-    )
-        .into_response())
+    let mut response = answer.respond(&headers);
+    response.headers_mut().insert(
+        HeaderName::from_static("x-kpiflow-cache"),
+        HeaderValue::from_static(source.as_str()),
+    );
+    Ok(response)
 }
 
 /// Server-Sent Events of the view's live rows (the windows of the last
