@@ -1,10 +1,10 @@
 //! Rows out, as the caller asked: JSON (columns and rows as arrays), CSV
 //! with a header, or an Arrow IPC stream.
 
-use axum::body::Bytes;
 use std::io::Write as _;
 use std::sync::{Arc, OnceLock};
 
+use axum::body::Bytes;
 use axum::http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};

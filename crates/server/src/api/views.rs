@@ -223,11 +223,14 @@ pub async fn rows(
     }
     let wanted = q.format.unwrap_or_default();
     // The question, as the cache knows it: its filters and its shape.
-    let key = format!("{name}\n{}\n{limit}\n{wanted:?}", filters.join(" AND "));
-    let progress = state.inner.sources.progress.borrow().clone();
-    let version = Version {
-        tick: progress.tick,
-        epoch: progress.epoch,
+    let filter = filters.join(" AND ");
+    let key = format!("{name}\n{filter}\n{limit}\n{wanted:?}");
+    let version = {
+        let progress = state.inner.sources.progress.borrow();
+        Version {
+            tick: progress.tick,
+            epoch: progress.epoch,
+        }
     };
     let compute = || async {
         let catalog = state.inner.sql.catalog().await?;
@@ -245,10 +248,7 @@ pub async fn rows(
         } else {
             format!("SELECT {columns}, is_final FROM live.{table}")
         };
-        let sql = format!(
-            "SELECT * FROM ({source}) WHERE {} ORDER BY {start} DESC",
-            filters.join(" AND ")
-        );
+        let sql = format!("SELECT * FROM ({source}) WHERE {filter} ORDER BY {start} DESC");
         let answer = state.inner.sql.run(&sql, limit).await?;
         format::encode(
             wanted,
