@@ -46,7 +46,21 @@ async fn a_stalled_downstream_bounds_what_the_source_takes_and_cancel_stops_it()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let at_pause = stats.records.load(Ordering::Relaxed);
+    // Messages librdkafka fetched before the pause are still taken from its
+    // queue for a moment: wait until the count holds still for 300 ms.
+    let mut at_pause = stats.records.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = stats.records.load(Ordering::Relaxed);
+        if now == at_pause {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the record count never settled after the pause ({now} records)"
+        );
+        at_pause = now;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let later = stats.records.load(Ordering::Relaxed);
     // One batch in the channel and one being sent, a batch per stream in the

@@ -13,6 +13,7 @@ use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -57,8 +58,14 @@ impl Catalog {
             .with_default_catalog_and_schema("kpiflow", "public");
         let ctx = match memory_limit {
             Some(bytes) => {
+                // No spilling: under a bound a query fails the same way on
+                // every run (a spilling aggregate passed or failed with the
+                // scheduling), and analysts' queries never fill the disk.
                 let runtime = RuntimeEnvBuilder::new()
                     .with_memory_limit(bytes, 1.0)
+                    .with_disk_manager_builder(
+                        DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+                    )
                     .build_arc()
                     .map_err(|e| StorageError::data("opening the catalog", e))?;
                 SessionContext::new_with_config_rt(config, runtime)
