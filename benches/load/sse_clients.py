@@ -27,7 +27,9 @@ async def client(host, port, path, seconds, out):
             out.append({"error": status.decode(errors="replace").strip()})
             return
         end = time.monotonic() + seconds
-        event = None
+        # One message's fields, handled at the blank line that ends it (axum
+        # writes `id:` before `event:`).
+        event, seq = None, None
         while time.monotonic() < end:
             try:
                 line = await asyncio.wait_for(reader.readline(), max(0.1, end - time.monotonic()))
@@ -38,13 +40,17 @@ async def client(host, port, path, seconds, out):
             line = line.strip()
             if line.startswith(b"event:"):
                 event = line[6:].strip()
-                if event == b"snapshot" and seqs:
-                    resyncs += 1
             elif line.startswith(b"id:"):
                 try:
-                    seqs.append(int(line[3:].strip()))
+                    seq = int(line[3:].strip())
                 except ValueError:
-                    pass
+                    seq = None
+            elif not line:
+                if seq is not None:
+                    if event == b"snapshot" and seqs:
+                        resyncs += 1
+                    seqs.append(seq)
+                event, seq = None, None
         writer.close()
     except Exception as e:  # counted, not hidden
         out.append({"error": repr(e)})

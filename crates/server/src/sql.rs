@@ -177,26 +177,26 @@ impl SqlService {
     }
 
     /// Runs one read-only query: at most `limit` rows, cancelled after the
-    /// timeout.
+    /// timeout. Planning and execution both run on the query runtime, so a
+    /// flood of queries (a views API miss is one) takes only what the
+    /// pipeline leaves.
     pub async fn run(&self, sql: &str, limit: usize) -> Result<Answer, AppError> {
         let started = Instant::now();
-        let catalog = self.catalog().await?;
-        let frame = catalog.dataframe(sql).await.map_err(query_error)?;
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        // One row more than asked tells whether there were more.
-        let frame = frame
-            .limit(0, Some(limit.saturating_add(1)))
-            .map_err(|e| sql_error(&e))?;
-        let task = self.runtime.handle().spawn(frame.collect());
+        let service = self.clone();
+        let sql = sql.to_owned();
+        let task = self
+            .runtime
+            .handle()
+            .spawn(async move { service.plan_and_collect(&sql, limit).await });
         let _abort = AbortOnDrop(task.abort_handle());
-        let batches = match tokio::time::timeout(self.timeout, task).await {
+        let (schema, batches) = match tokio::time::timeout(self.timeout, task).await {
             Err(_) => {
                 return Err(AppError::Timeout {
                     seconds: self.timeout.as_secs(),
                 });
             }
             Ok(Err(e)) => return Err(AppError::internal("running a query", e)),
-            Ok(Ok(result)) => result.map_err(|e| self.execution_error(&e))?,
+            Ok(Ok(result)) => result?,
         };
         let (batches, truncated) = cut(batches, limit);
         Ok(Answer {
@@ -205,6 +205,26 @@ impl SqlService {
             truncated,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// On the query runtime: the plan and at most `limit` + 1 rows (one more
+    /// than asked tells whether there were more).
+    async fn plan_and_collect(
+        &self,
+        sql: &str,
+        limit: usize,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), AppError> {
+        let catalog = self.catalog().await?;
+        let frame = catalog.dataframe(sql).await.map_err(query_error)?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let frame = frame
+            .limit(0, Some(limit.saturating_add(1)))
+            .map_err(|e| sql_error(&e))?;
+        let batches = frame
+            .collect()
+            .await
+            .map_err(|e| self.execution_error(&e))?;
+        Ok((schema, batches))
     }
 
     fn execution_error(&self, e: &DataFusionError) -> AppError {
