@@ -73,6 +73,7 @@ async fn engine() -> Engine {
 }
 
 struct Run {
+    pauses: u64,
     taken: f64,
     stopped: f64,
     checkpoints: u64,
@@ -119,6 +120,7 @@ async fn run_once(brokers: &str, n: u64, durable: bool, run: usize) -> Run {
     let cancel = CancellationToken::new();
     let started = Instant::now();
     let mut source = start(config, cancel.clone()).await.expect("source");
+    let source_handle = source.handle.clone();
     let stats = pipeline.stats();
     let running = tokio::spawn(pipeline.run(Input::from(&mut source), cancel.clone()));
     let taken = || stats.rows().iter().sum::<u64>() + stats.dead_letters.load(Ordering::Relaxed);
@@ -140,6 +142,7 @@ async fn run_once(brokers: &str, n: u64, durable: bool, run: usize) -> Run {
     let stopped = started.elapsed();
     source.task.await.expect("source task").expect("source");
     Run {
+        pauses: source_handle.stats().pauses.load(Ordering::Relaxed),
         taken: all_taken.as_secs_f64(),
         stopped: stopped.as_secs_f64(),
         checkpoints: summary.checkpoints,
@@ -173,13 +176,15 @@ fn main() {
         let o = rt.block_on(run_once(&brokers, n, false, run));
         let d = rt.block_on(run_once(&brokers, n, true, run));
         println!(
-            "  run {run}: storage off {:.0} rec/s ({:.2} s), durable {:.0} rec/s ({:.2} s to take every record, {:.2} s with the final checkpoint, {} checkpoints)",
+            "  run {run}: storage off {:.0} rec/s ({:.2} s), durable {:.0} rec/s ({:.2} s to take every record, {:.2} s with the final checkpoint, {} checkpoints; source paused {} / {} times)",
             n as f64 / o.stopped,
             o.stopped,
             n as f64 / d.stopped,
             d.taken,
             d.stopped,
-            d.checkpoints
+            d.checkpoints,
+            o.pauses,
+            d.pauses
         );
         off.push(n as f64 / o.stopped);
         on.push(n as f64 / d.stopped);
