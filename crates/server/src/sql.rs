@@ -145,7 +145,7 @@ impl SqlService {
     }
 
     /// The catalog as of the newest checkpoint.
-    pub async fn catalog(&self) -> Result<Arc<Catalog>, AppError> {
+    async fn catalog(&self) -> Result<Arc<Catalog>, AppError> {
         let epoch = self.progress.borrow().epoch;
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref()
@@ -181,13 +181,23 @@ impl SqlService {
     /// flood of queries (a views API miss is one) takes only what the
     /// pipeline leaves.
     pub async fn run(&self, sql: &str, limit: usize) -> Result<Answer, AppError> {
+        let sql = sql.to_owned();
+        self.run_with(move |_| sql, limit).await
+    }
+
+    /// As [`SqlService::run`], with the statement written against the
+    /// catalog it runs on (which tables are committed, say).
+    pub async fn run_with(
+        &self,
+        sql: impl FnOnce(&Catalog) -> String + Send + 'static,
+        limit: usize,
+    ) -> Result<Answer, AppError> {
         let started = Instant::now();
         let service = self.clone();
-        let sql = sql.to_owned();
         let task = self
             .runtime
             .handle()
-            .spawn(async move { service.plan_and_collect(&sql, limit).await });
+            .spawn(async move { service.plan_and_collect(sql, limit).await });
         let _abort = AbortOnDrop(task.abort_handle());
         let (schema, batches) = match tokio::time::timeout(self.timeout, task).await {
             Err(_) => {
@@ -211,11 +221,12 @@ impl SqlService {
     /// than asked tells whether there were more).
     async fn plan_and_collect(
         &self,
-        sql: &str,
+        sql: impl FnOnce(&Catalog) -> String,
         limit: usize,
     ) -> Result<(SchemaRef, Vec<RecordBatch>), AppError> {
         let catalog = self.catalog().await?;
-        let frame = catalog.dataframe(sql).await.map_err(query_error)?;
+        let sql = sql(&catalog);
+        let frame = catalog.dataframe(&sql).await.map_err(query_error)?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let frame = frame
             .limit(0, Some(limit.saturating_add(1)))

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use kpiflow_engine::{ViewInfo, WINDOW_START, WindowSpec};
+use kpiflow_storage::Catalog;
 
 use crate::answers::Version;
 use crate::error::{AppError, ErrorBody, Result};
@@ -233,23 +234,23 @@ pub async fn rows(
         }
     };
     let compute = || async {
-        let catalog = state.inner.sql.catalog().await?;
-        let committed = catalog
-            .tables()
-            .iter()
-            .any(|t| *t == format!("views.{name}"));
-        let table = quote(&name);
-        let source = if committed {
-            format!(
-                "SELECT {columns}, true AS is_final FROM views.{table} \
-                 UNION ALL SELECT {columns}, is_final FROM live.{table} \
-                 WHERE {start} > (SELECT coalesce(max({start}), to_timestamp_millis(0)) FROM views.{table})"
-            )
-        } else {
-            format!("SELECT {columns}, is_final FROM live.{table}")
+        // Written on the query runtime against the catalog it runs on.
+        let (committed_name, table) = (format!("views.{name}"), quote(&name));
+        let (columns, start, filter) = (columns.clone(), start.clone(), filter.clone());
+        let sql = move |catalog: &Catalog| {
+            let committed = catalog.tables().contains(&committed_name);
+            let source = if committed {
+                format!(
+                    "SELECT {columns}, true AS is_final FROM views.{table} \
+                     UNION ALL SELECT {columns}, is_final FROM live.{table} \
+                     WHERE {start} > (SELECT coalesce(max({start}), to_timestamp_millis(0)) FROM views.{table})"
+                )
+            } else {
+                format!("SELECT {columns}, is_final FROM live.{table}")
+            };
+            format!("SELECT * FROM ({source}) WHERE {filter} ORDER BY {start} DESC")
         };
-        let sql = format!("SELECT * FROM ({source}) WHERE {filter} ORDER BY {start} DESC");
-        let answer = state.inner.sql.run(&sql, limit).await?;
+        let answer = state.inner.sql.run_with(sql, limit).await?;
         format::encode(
             wanted,
             &answer.schema,
