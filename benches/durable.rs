@@ -74,12 +74,16 @@ async fn engine() -> Engine {
 
 struct Run {
     pauses: u64,
+    /// CPU seconds per thread name, most first.
+    threads: Vec<(String, f64)>,
     /// CPU seconds of every thread but the mock broker's while the records
     /// were taken.
     cpu: f64,
     taken: f64,
     stopped: f64,
     checkpoints: u64,
+    /// Source batches the engine took.
+    batches: u64,
 }
 
 async fn run_once(brokers: &str, n: u64, durable: bool, run: usize) -> Run {
@@ -122,7 +126,7 @@ async fn run_once(brokers: &str, n: u64, durable: bool, run: usize) -> Run {
     config.start_offsets = start_offsets;
     let cancel = CancellationToken::new();
     let started = Instant::now();
-    let cpu_before = pipeline_cpu();
+    let threads_before = thread_cpu();
     let mut source = start(config, cancel.clone()).await.expect("source");
     let source_handle = source.handle.clone();
     let stats = pipeline.stats();
@@ -139,7 +143,16 @@ async fn run_once(brokers: &str, n: u64, durable: bool, run: usize) -> Run {
     }
     let all_taken = started.elapsed();
     // Before the run's own threads (consumer, poll, batcher) end.
-    let cpu = pipeline_cpu() - cpu_before;
+    let mut threads: Vec<(String, f64)> = thread_cpu()
+        .into_iter()
+        .map(|(name, s)| {
+            let before = threads_before.get(&name).copied().unwrap_or(0.0);
+            (name, s - before)
+        })
+        .filter(|(_, s)| *s > 0.0)
+        .collect();
+    threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let cpu = threads.iter().map(|(_, s)| s).sum();
     cancel.cancel();
     let summary = running
         .await
@@ -149,24 +162,26 @@ async fn run_once(brokers: &str, n: u64, durable: bool, run: usize) -> Run {
     source.task.await.expect("source task").expect("source");
     Run {
         cpu,
+        threads,
         pauses: source_handle.stats().pauses.load(Ordering::Relaxed),
         taken: all_taken.as_secs_f64(),
         stopped: stopped.as_secs_f64(),
         checkpoints: summary.checkpoints,
+        batches: summary.batches,
     }
 }
 
-/// CPU seconds (user + system) of this process's live threads but the mock
-/// broker's (`rdk:mock`): what the pipeline itself spends, whatever share
-/// of the two cores the in-process broker leaves it. Linux only (0 when
-/// /proc is missing).
-fn pipeline_cpu() -> f64 {
+/// CPU seconds (user + system) per thread name of this process's live
+/// threads but the mock broker's (`rdk:mock`): what the pipeline itself
+/// spends, whatever share of the two cores the in-process broker leaves it.
+/// Linux only (empty when /proc is missing).
+fn thread_cpu() -> HashMap<String, f64> {
     // USER_HZ: the unit of /proc's utime and stime, 100 on Linux.
     const TICKS_PER_S: f64 = 100.0;
+    let mut by_name = HashMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
+        return by_name;
     };
-    let mut ticks = 0u64;
     for task in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
@@ -174,16 +189,19 @@ fn pipeline_cpu() -> f64 {
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
             continue;
         };
-        if stat[open + 1..close].starts_with("rdk:mock") {
+        let name = &stat[open + 1..close];
+        if name.starts_with("rdk:mock") {
             continue;
         }
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         // Fields 14 and 15 of stat(5), counted from after the name.
-        for i in [11, 12] {
-            ticks += fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0u64);
-        }
+        let ticks: u64 = [11, 12]
+            .iter()
+            .map(|&i| fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0u64))
+            .sum();
+        *by_name.entry(name.to_string()).or_insert(0.0) += ticks as f64 / TICKS_PER_S;
     }
-    ticks as f64 / TICKS_PER_S
+    by_name
 }
 
 fn main() {
@@ -232,6 +250,20 @@ fn main() {
             o.cpu / n as f64 * 1e6,
             d.cpu / n as f64 * 1e6
         );
+        for (kind, r) in [("off", &o), ("durable", &d)] {
+            let top: Vec<String> = r
+                .threads
+                .iter()
+                .take(8)
+                .map(|(name, s)| format!("{name} {s:.2}"))
+                .collect();
+            println!(
+                "    {kind}: {} source batches ({:.0} rows each); CPU s by thread: {}",
+                r.batches,
+                n as f64 / r.batches.max(1) as f64,
+                top.join(", ")
+            );
+        }
         if d.cpu > 0.0 {
             cpu_ratios.push(o.cpu / d.cpu);
         }
