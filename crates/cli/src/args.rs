@@ -189,6 +189,12 @@ pub struct DemoArgs {
     /// loopback address). "off" serves nothing. Example: --http 127.0.0.1:9090
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub http: Listen,
+
+    /// Where the Postgres wire protocol is served, for psql, Grafana and BI
+    /// tools (no auth: any user and database connect; keep it on a loopback
+    /// address). "off" serves nothing. Example: psql -h 127.0.0.1 -p 5433
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5433", value_parser = parse_listen)]
+    pub pg: Listen,
 }
 
 /// An address to listen on, or none ("off").
@@ -255,7 +261,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
 
-    /// Allow --http on an address other machines can reach without tokens
+    /// Serve the Postgres wire protocol (psql, Grafana, BI tools) over the
+    /// same tables as the SQL API on this address (pg.listen; default off).
+    /// With tokens, log in as a token's name with the token as password.
+    /// Example: --pg 127.0.0.1:5432
+    #[arg(long, value_name = "ADDR")]
+    pub pg: Option<String>,
+
+    /// Allow --http or --pg on an address other machines can reach without tokens
     /// (server.insecure): anyone who can connect sees everything.
     #[arg(long)]
     pub insecure: bool,

@@ -112,10 +112,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await?
         .pipeline;
     let mut source = start(source_config, cancel.clone()).await?;
-    let serving = match args.http.0 {
-        Some(addr) => {
+    let serving = match (args.http.0, args.pg.0) {
+        (None, None) => None,
+        (http, pg) => {
+            let listen = crate::serve::Listeners {
+                http,
+                pg,
+                pg_max_connections: kpiflow_pg::PgConfig::default().max_connections,
+            };
             let serving = crate::serve::start(
-                addr,
+                listen,
                 kpiflow_server::ServerConfig {
                     checkpoint_interval: Some(CHECKPOINT_INTERVAL),
                     ..kpiflow_server::ServerConfig::default()
@@ -126,18 +132,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 cancel.clone(),
             )
             .await?;
-            println!(
-                "kpiflow demo: dashboards at http://{}/ (no auth{})",
-                serving.addr,
-                if serving.addr.ip().is_loopback() {
+            let reach = |addr: std::net::SocketAddr| {
+                if addr.ip().is_loopback() {
                     ": this machine only"
                 } else {
                     ": anyone who can reach this address sees everything"
                 }
-            );
+            };
+            if let Some(addr) = serving.http {
+                println!(
+                    "kpiflow demo: dashboards at http://{addr}/ (no auth{})",
+                    reach(addr)
+                );
+            }
+            if let Some(addr) = serving.pg {
+                println!(
+                    "kpiflow demo: Postgres wire protocol at {addr}: psql -h {} -p {} (no auth{})",
+                    addr.ip(),
+                    addr.port(),
+                    reach(addr)
+                );
+            }
             Some(serving)
         }
-        None => None,
     };
     for line in intro {
         println!("{line}");
@@ -206,7 +223,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .context("the pipeline did not stop in time")?
         .context("the pipeline task failed")??;
     if let Some(serving) = serving {
-        let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, serving.task).await;
+        serving.stopped(SHUTDOWN_TIMEOUT).await;
     }
     println!(
         "stopped: {} records produced and acknowledged, {} decoded into rows, {} dead letters",

@@ -91,18 +91,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut source_config = config.source_config();
     source_config.start_offsets = recovered.start_offsets;
     let mut source = start(source_config, cancel.clone()).await?;
-    let serving = match config.server.listen {
-        Some(addr) => {
+    let serving = match (config.server.listen, config.pg.listen) {
+        (None, None) => None,
+        (http, pg) => {
             let server_config = config
                 .server
                 .server_config(Some(config.checkpoint.interval));
             let auth = if server_config.tokens.is_empty() {
-                "no auth: every route is open"
+                "no auth"
             } else {
                 "tokens required"
             };
+            let listen = crate::serve::Listeners {
+                http,
+                pg,
+                pg_max_connections: config.pg.max_connections,
+            };
             let serving = crate::serve::start(
-                addr,
+                listen,
                 server_config,
                 &recovered.pipeline,
                 durability.location.clone(),
@@ -110,10 +116,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 cancel.clone(),
             )
             .await?;
-            eprintln!("kpiflow run: serving http://{} ({auth})", serving.addr);
+            if let Some(addr) = serving.http {
+                eprintln!("kpiflow run: serving http://{addr} ({auth})");
+            }
+            if let Some(addr) = serving.pg {
+                eprintln!("kpiflow run: Postgres wire protocol on {addr} ({auth})");
+            }
             Some(serving)
         }
-        None => None,
     };
     let input = Input::from(&mut source);
     let mut pipeline = tokio::spawn(recovered.pipeline.run(input, cancel.clone()));
@@ -131,7 +141,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = done.context("the pipeline task failed")??;
     if let Some(serving) = serving {
-        let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, serving.task).await;
+        serving.stopped(SHUTDOWN_TIMEOUT).await;
     }
     if let Some(task) = maintenance {
         let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, task).await;

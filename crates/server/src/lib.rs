@@ -48,6 +48,7 @@ use utoipa_axum::routes;
 pub use auth::{Role, Token};
 pub use dashboards::{BUILT_IN as BUILT_IN_DASHBOARDS, Dashboard};
 pub use error::AppError;
+pub use sql::SqlService;
 pub use state::{AppState, Readiness, ReadyCheck, ServerConfig, Sources};
 
 use auth::Needs;

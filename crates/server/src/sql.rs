@@ -15,6 +15,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use tokio::sync::{Mutex, watch};
 
 use kpiflow_engine::LiveStore;
@@ -123,6 +124,9 @@ pub struct SqlService {
     views: Vec<String>,
     references: Vec<(String, Arc<dyn TableProvider>)>,
     memory_limit: usize,
+    /// The memory pool every catalog's queries share (`memory_limit`), and
+    /// the tables' object stores.
+    query_env: Arc<RuntimeEnv>,
     timeout: Duration,
     progress: watch::Receiver<Progress>,
     cached: Arc<Mutex<Option<Cached>>>,
@@ -137,6 +141,8 @@ impl SqlService {
             views: sources.views.iter().map(|v| v.name.clone()).collect(),
             references: sources.references.clone(),
             memory_limit: config.sql_memory_limit,
+            query_env: kpiflow_storage::limited_runtime(config.sql_memory_limit)
+                .map_err(std::io::Error::other)?,
             timeout: config.sql_timeout,
             progress: sources.progress.clone(),
             cached: Arc::new(Mutex::new(None)),
@@ -153,7 +159,7 @@ impl SqlService {
         {
             return Ok(c.catalog.clone());
         }
-        let catalog = Catalog::open_with_memory_limit(&self.location, Some(self.memory_limit))
+        let catalog = Catalog::open_with_runtime(&self.location, self.query_env.clone())
             .await
             .map_err(|e| AppError::internal("opening the SQL catalog", e))?;
         for view in &self.views {
@@ -174,6 +180,30 @@ impl SqlService {
             catalog: catalog.clone(),
         });
         Ok(catalog)
+    }
+
+    /// The catalog as of the newest checkpoint, for a front end that plans
+    /// and runs queries itself (the Postgres wire protocol): it must run
+    /// them on [`SqlService::query_runtime`] with [`SqlService::timeout`],
+    /// in sessions on [`SqlService::query_env`] (the memory limit).
+    pub async fn newest_catalog(&self) -> Result<Arc<Catalog>, AppError> {
+        self.catalog().await
+    }
+
+    /// The runtime every catalog's queries run in: its memory pool holds
+    /// the SQL memory limit for all of them together.
+    pub fn query_env(&self) -> Arc<RuntimeEnv> {
+        self.query_env.clone()
+    }
+
+    /// The niced threads queries run on.
+    pub fn query_runtime(&self) -> tokio::runtime::Handle {
+        self.runtime.handle().clone()
+    }
+
+    /// Longest a query may run.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Runs one read-only query: at most `limit` rows, cancelled after the

@@ -144,4 +144,14 @@ impl AppState {
     pub fn dashboards(&self) -> &[Dashboard] {
         &self.inner.dashboards
     }
+
+    /// The analysts' SQL service (catalog, limits, query threads), for other
+    /// front ends over the same catalog (the Postgres wire protocol).
+    pub fn sql(&self) -> &SqlService {
+        &self.inner.sql
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
 }

@@ -14,7 +14,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -53,25 +53,22 @@ impl Catalog {
         location: &DataLocation,
         memory_limit: Option<usize>,
     ) -> Result<Catalog> {
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_default_catalog_and_schema("kpiflow", "public");
-        let ctx = match memory_limit {
-            Some(bytes) => {
-                // No spilling: under a bound a query fails the same way on
-                // every run (a spilling aggregate passed or failed with the
-                // scheduling), and analysts' queries never fill the disk.
-                let runtime = RuntimeEnvBuilder::new()
-                    .with_memory_limit(bytes, 1.0)
-                    .with_disk_manager_builder(
-                        DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-                    )
-                    .build_arc()
-                    .map_err(|e| StorageError::data("opening the catalog", e))?;
-                SessionContext::new_with_config_rt(config, runtime)
-            }
-            None => SessionContext::new_with_config(config),
+        let runtime = match memory_limit {
+            Some(bytes) => limited_runtime(bytes)?,
+            None => Arc::new(RuntimeEnv::default()),
         };
+        Catalog::open_with_runtime(location, runtime).await
+    }
+
+    /// As [`Catalog::open`], on `runtime` (its memory pool bounds the
+    /// queries; its object stores are where the tables' stores are
+    /// registered): catalogs opened on one runtime, and other sessions
+    /// made on it ([`session_config`]), share both.
+    pub async fn open_with_runtime(
+        location: &DataLocation,
+        runtime: Arc<RuntimeEnv>,
+    ) -> Result<Catalog> {
+        let ctx = SessionContext::new_with_config_rt(session_config(), runtime);
         ctx.register_object_store(location.url(), location.store());
         let catalog = ctx.catalog("kpiflow").ok_or_else(|| {
             StorageError::data("opening the catalog", "the default catalog is missing")
@@ -174,6 +171,28 @@ impl Catalog {
             .await
             .map_err(QueryError::Sql)
     }
+}
+
+/// The session settings of a catalog: `information_schema` on, `kpiflow`
+/// the default catalog and `public` its default schema.
+pub fn session_config() -> SessionConfig {
+    SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema("kpiflow", "public")
+}
+
+/// A runtime whose queries may use `bytes` of memory together, with
+/// spilling off: under a bound a query fails the same way on every run (a
+/// spilling aggregate passed or failed with the scheduling), and analysts'
+/// queries never fill the disk.
+pub fn limited_runtime(bytes: usize) -> Result<Arc<RuntimeEnv>> {
+    RuntimeEnvBuilder::new()
+        .with_memory_limit(bytes, 1.0)
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()
+        .map_err(|e| StorageError::data("making the query runtime", e))
 }
 
 /// The tables of one kind: the folders under `<data>/<kind>/`.

@@ -26,7 +26,7 @@ mod sink;
 mod tables;
 mod writer;
 
-pub use catalog::{Catalog, QueryError};
+pub use catalog::{Catalog, QueryError, limited_runtime, session_config};
 pub use checkpoint::ObjectCheckpoints;
 pub use error::{Result, StorageError};
 pub use location::{DataLocation, S3Options, StoreOptions};

@@ -248,6 +248,7 @@ impl<'a> Checker<'a> {
         let request_timeout = self.duration("storage.request_timeout", above_zero, "");
         let s3 = self.s3();
         let server = self.server();
+        let pg = self.pg(server.as_ref());
         self.unknown_keys();
 
         let retention = retention_valid.then_some(RetentionConfig(retention));
@@ -294,6 +295,7 @@ impl<'a> Checker<'a> {
                 s3: s3?,
             },
             server: server?,
+            pg: pg?,
         })
     }
 }

@@ -191,6 +191,7 @@ impl FlagLayer {
             ),
             (&args.pipeline_id, "pipeline.id", "--pipeline-id"),
             (&args.http, "server.listen", "--http"),
+            (&args.pg, "pg.listen", "--pg"),
         ];
         for (value, key, flag) in flags {
             if let Some(value) = value {

@@ -36,7 +36,7 @@ use kpiflow_types::{Stream, TimeBounds};
 #[cfg(test)]
 use load::load_with_env;
 pub use load::{ConfigErrors, load};
-pub use server::ServerSettings;
+pub use server::{PgSettings, ServerSettings};
 
 /// Every setting's default but `kafka.brokers` (required) and `views` (all
 /// shipped views): the first layer of every load.
@@ -61,6 +61,7 @@ pub struct RunConfig {
     pub retention: RetentionConfig,
     pub storage: StorageConfig,
     pub server: ServerSettings,
+    pub pg: PgSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

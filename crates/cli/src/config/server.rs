@@ -232,3 +232,42 @@ impl Checker<'_> {
         valid.then_some(tokens)
     }
 }
+
+/// `[pg]`, checked: the Postgres wire protocol (off by default).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PgSettings {
+    /// `None`: not served ("off").
+    #[serde(serialize_with = "ser_listen")]
+    pub listen: Option<SocketAddr>,
+    pub max_connections: usize,
+}
+
+impl Checker<'_> {
+    /// `[pg]`; a non-loopback address needs `server`'s tokens or insecure.
+    pub(super) fn pg(&mut self, server: Option<&ServerSettings>) -> Option<PgSettings> {
+        let listen_at = self.setting("pg.listen", |v, _| listen(v));
+        let max_connections = self.setting("pg.max_connections", |v, text| {
+            let n = values::integer(v, text)?;
+            usize::try_from(n)
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or_else(|| format!("{n} is not between 1 and 10000 connections"))
+        });
+        let settings = PgSettings {
+            listen: listen_at?,
+            max_connections: max_connections?,
+        };
+        if let (Some(addr), Some(server)) = (settings.listen, server)
+            && !addr.ip().is_loopback()
+            && server.tokens.is_empty()
+            && !server.insecure
+        {
+            self.report_at(
+                "pg.listen",
+                format!("{addr} is reachable from other machines and no tokens are set: add [[server.tokens]] (name, role, token; clients log in with name and token), or pass --insecure (server.insecure = true) to serve without auth"),
+            );
+            return None;
+        }
+        Some(settings)
+    }
+}
