@@ -440,6 +440,8 @@ fn demo_data() -> &'static Path {
                 "demo",
                 "--http",
                 "127.0.0.1:0",
+                "--pg",
+                "off",
                 "--duration",
                 "25s",
                 "--data",

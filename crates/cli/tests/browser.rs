@@ -102,7 +102,16 @@ fn every_dashboard_goes_live_in_chromium_with_drawn_charts_and_moving_kpis() {
         }
     }
     command
-        .args(["demo", "--http", "127.0.0.1:0", "--rate", "3000", "--data"])
+        .args([
+            "demo",
+            "--http",
+            "127.0.0.1:0",
+            "--pg",
+            "off",
+            "--rate",
+            "3000",
+            "--data",
+        ])
         .arg(&data)
         .env("RUST_LOG", "error")
         .stdin(Stdio::null())

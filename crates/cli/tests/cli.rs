@@ -204,7 +204,15 @@ fn produce_json_summary_counts_what_the_broker_acknowledged() {
 #[test]
 fn demo_shows_live_rates_and_running_view_values_and_exits_zero_on_ctrl_c() {
     let mut child = kpiflow()
-        .args(["demo", "--rate", "2000", "--http", "127.0.0.1:0"])
+        .args([
+            "demo",
+            "--rate",
+            "2000",
+            "--http",
+            "127.0.0.1:0",
+            "--pg",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

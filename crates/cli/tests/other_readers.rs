@@ -254,6 +254,8 @@ fn python_deltalake_reads_every_table_as_kpiflow_query_does() {
             "demo",
             "--http",
             "127.0.0.1:0",
+            "--pg",
+            "off",
             "--duration",
             "20s",
             "--rate",
