@@ -2,13 +2,15 @@
 //! free loopback ports, then `pg_clients.py` (psycopg 3 on both query
 //! protocols, and Debian's psql) runs Grafana's data-source query sequence,
 //! compares a windowed query's rows over pgwire with /api/sql's, and checks
-//! that DDL, DML and engine settings are refused on both paths. Token logins
+//! that DDL, DML and engine settings are refused on both paths, and runs the
+//! shipped Grafana dashboard's queries (dashboards/grafana/). Token logins
 //! and the limits are `crates/pg/tests/port.rs`.
 //!
 //! psql and KPIFLOW_PYTHON with psycopg must be there (scripts/test installs
 //! both); without them the test fails, saying so.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -111,10 +113,17 @@ fn psql_psycopg_and_grafanas_queries_get_the_sql_apis_rows_and_cannot_write() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let (host, port) = pg.rsplit_once(':').unwrap();
+    let dashboard = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../dashboards/grafana/kpiflow-sales-production.json");
     let output = run_script(
         &python,
         SCRIPT,
-        &[host.to_owned(), port.to_owned(), format!("http://{http}")],
+        &[
+            host.to_owned(),
+            port.to_owned(),
+            format!("http://{http}"),
+            dashboard.to_string_lossy().into_owned(),
+        ],
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -129,6 +138,7 @@ fn psql_psycopg_and_grafanas_queries_get_the_sql_apis_rows_and_cannot_write() {
     assert_eq!(summary["version"], 1600);
     assert!(summary["series_rows"].as_u64().unwrap() > 0, "{summary}");
     assert_eq!(summary["refused"], "ok");
+    assert_eq!(summary["dashboard_queries"], 4, "{summary}");
     assert!(
         matches!(demo.0.try_wait(), Ok(None)),
         "the demo exited during the checks: {:?}",
