@@ -42,6 +42,18 @@ fn token(name: &str, role: Role) -> Token {
 }
 
 async fn port(tokens: Vec<Token>, config: ServerConfig, max_rows: usize) -> Port {
+    port_with(
+        PgConfig {
+            tokens,
+            max_rows,
+            ..PgConfig::default()
+        },
+        config,
+    )
+    .await
+}
+
+async fn port_with(pg: PgConfig, config: ServerConfig) -> Port {
     let dir = tempfile::tempdir().unwrap();
     let location =
         DataLocation::open(dir.path().to_str().unwrap(), &StoreOptions::default()).unwrap();
@@ -61,11 +73,6 @@ async fn port(tokens: Vec<Token>, config: ServerConfig, max_rows: usize) -> Port
     };
     let sql = SqlService::new(&sources, &config).unwrap();
     let shutdown = CancellationToken::new();
-    let pg = PgConfig {
-        tokens,
-        max_rows,
-        ..PgConfig::default()
-    };
     let (addr, _task) =
         kpiflow_pg::start("127.0.0.1:0".parse().unwrap(), sql, pg, shutdown.clone())
             .await
@@ -182,4 +189,37 @@ async fn a_query_past_the_sql_timeout_is_cancelled_and_the_port_goes_on() {
     assert!(err.contains("SQL timeout of 1 s"), "{err}");
     let (ok, out, err) = psql(port.addr, "any", "", "SELECT 1").await;
     assert!(ok && out == "1", "after a timeout: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_closed_and_a_freed_slot_serves_the_next() {
+    let pg = PgConfig {
+        max_connections: 1,
+        connect_wait: Duration::from_millis(500),
+        ..PgConfig::default()
+    };
+    let port = port_with(pg, ServerConfig::default()).await;
+    // A client that connects and says nothing holds the only slot.
+    let idle = tokio::net::TcpStream::connect(port.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (ok, _, err) = psql(port.addr, "any", "", "SELECT 1").await;
+    assert!(
+        !ok,
+        "a second connection was served past max_connections = 1"
+    );
+    assert!(err.contains("closed the connection"), "{err}");
+    drop(idle);
+    let served = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, out, err) = psql(port.addr, "any", "", "SELECT 1").await;
+        if ok {
+            assert_eq!(out, "1");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < served,
+            "the slot was not freed within 10 s of the idle client leaving: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
