@@ -53,6 +53,17 @@ def psql(*args):
     return done.stdout
 
 
+# Grafana's search_path membership subquery, twice in its table list.
+SEARCH_PATH = r'''SELECT
+                CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
+              FROM
+                generate_series(
+                  array_lower(string_to_array(current_setting('search_path'),','),1),
+                  array_upper(string_to_array(current_setting('search_path'),','),1)
+                ) as i,
+                string_to_array(current_setting('search_path'),',') s'''
+
+
 def value(v):
     """A number (psql prints text) as a rounded float, anything else as text."""
     try:
@@ -76,17 +87,10 @@ with psycopg.connect(conninfo, autocommit=True) as conn:
 
     # Grafana's query builder: the tables (its search_path membership test
     # is rewritten by datafusion-postgres, so every name comes qualified).
-    tables = [r[0] for r in conn.execute(r'''SELECT
+    tables = [r[0] for r in conn.execute(rf'''SELECT
         CASE WHEN
               quote_ident(table_schema) IN (
-              SELECT
-                CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
-              FROM
-                generate_series(
-                  array_lower(string_to_array(current_setting('search_path'),','),1),
-                  array_upper(string_to_array(current_setting('search_path'),','),1)
-                ) as i,
-                string_to_array(current_setting('search_path'),',') s
+              {SEARCH_PATH}
               )
           THEN quote_ident(table_name)
           ELSE quote_ident(table_schema) || '.' || quote_ident(table_name)
@@ -102,14 +106,7 @@ with psycopg.connect(conninfo, autocommit=True) as conn:
                                  'timescaledb_experimental')
         ORDER BY CASE WHEN
               quote_ident(table_schema) IN (
-              SELECT
-                CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
-              FROM
-                generate_series(
-                  array_lower(string_to_array(current_setting('search_path'),','),1),
-                  array_upper(string_to_array(current_setting('search_path'),','),1)
-                ) as i,
-                string_to_array(current_setting('search_path'),',') s
+              {SEARCH_PATH}
               ) THEN 0 ELSE 1 END, 1''').fetchall()]
     for expected in ("views.sales_by_channel_region", "raw.sales", "live.sales_by_channel_region"):
         assert expected in tables, (expected, tables)

@@ -26,6 +26,16 @@ const CANCELED: &str = "57014";
 /// SQLSTATE 54000: program_limit_exceeded.
 const TOO_MANY_ROWS: &str = "54000";
 
+fn timed_out(timeout: Duration) -> PgWireError {
+    error(
+        CANCELED,
+        format!(
+            "canceling statement: it ran longer than the SQL timeout of {} s (server.sql_timeout)",
+            timeout.as_secs()
+        ),
+    )
+}
+
 /// datafusion-postgres's handlers with a deadline and a row limit.
 pub(crate) struct Limited {
     inner: Arc<DfSessionService>,
@@ -42,34 +52,22 @@ impl Limited {
         }
     }
 
-    fn timed_out(&self) -> PgWireError {
-        error(
-            CANCELED,
-            format!(
-                "canceling statement: it ran longer than the SQL timeout of {} s (server.sql_timeout)",
-                self.timeout.as_secs()
-            ),
-        )
-    }
-
     /// `response` with its rows under the deadline and the row limit.
     fn limit(&self, response: Response, deadline: Instant) -> Response {
         let Response::Query(mut query) = response else {
             return response;
         };
         let rows = std::mem::replace(&mut query.data_rows, Box::pin(stream::empty()));
-        let (max_rows, timed_out) = (self.max_rows, self.timed_out());
+        let (max_rows, timeout) = (self.max_rows, self.timeout);
+        // State: the rows, how many were sent, whether an error ended them.
         let limited = stream::unfold(
-            (rows, 0usize, Some(timed_out), false),
-            move |(mut rows, seen, timed_out, done)| async move {
-                if done {
+            (rows, 0usize, false),
+            move |(mut rows, seen, ended)| async move {
+                if ended {
                     return None;
                 }
                 match tokio::time::timeout_at(deadline, rows.next()).await {
-                    Err(_) => Some((
-                        Err(timed_out.unwrap_or(PgWireError::QueryCanceled)),
-                        (rows, seen, None, true),
-                    )),
+                    Err(_) => Some((Err(timed_out(timeout)), (rows, seen, true))),
                     Ok(None) => None,
                     Ok(Some(_)) if seen == max_rows => Some((
                         Err(error(
@@ -78,9 +76,9 @@ impl Limited {
                                 "the result has more than {max_rows} rows (server.max_rows): add a LIMIT, a WHERE or an aggregate"
                             ),
                         )),
-                        (rows, seen, None, true),
+                        (rows, seen, true),
                     )),
-                    Ok(Some(row)) => Some((row, (rows, seen + 1, timed_out, false))),
+                    Ok(Some(row)) => Some((row, (rows, seen + 1, false))),
                 }
             },
         );
@@ -104,7 +102,7 @@ impl SimpleQueryHandler for Limited {
             SimpleQueryHandler::do_query(&*self.inner, client, query),
         )
         .await
-        .map_err(|_| self.timed_out())??;
+        .map_err(|_| timed_out(self.timeout))??;
         Ok(responses
             .into_iter()
             .map(|r| self.limit(r, deadline))
@@ -139,7 +137,7 @@ impl ExtendedQueryHandler for Limited {
             ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows),
         )
         .await
-        .map_err(|_| self.timed_out())??;
+        .map_err(|_| timed_out(self.timeout))??;
         Ok(self.limit(response, deadline))
     }
 }

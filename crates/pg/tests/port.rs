@@ -95,10 +95,7 @@ async fn psql(addr: SocketAddr, user: &str, password: &str, sql: &str) -> (bool,
         .env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "10")
         .env("PGSSLMODE", "disable");
-    let output = tokio::task::spawn_blocking(move || {
-        tokio::runtime::Handle::current();
-        command.output()
-    });
+    let output = tokio::task::spawn_blocking(move || command.output());
     let output = tokio::time::timeout(Duration::from_secs(60), output)
         .await
         .expect("psql answered within 60 s")

@@ -43,21 +43,7 @@ pub struct Catalog {
 impl Catalog {
     /// Opens every table found under `location` at its newest committed version.
     pub async fn open(location: &DataLocation) -> Result<Catalog> {
-        Catalog::open_with_memory_limit(location, None).await
-    }
-
-    /// As [`Catalog::open`], with the memory its queries may use together
-    /// bounded: a sort, aggregate or join over it fails with "resources
-    /// exhausted" instead of taking the process's memory.
-    pub async fn open_with_memory_limit(
-        location: &DataLocation,
-        memory_limit: Option<usize>,
-    ) -> Result<Catalog> {
-        let runtime = match memory_limit {
-            Some(bytes) => limited_runtime(bytes)?,
-            None => Arc::new(RuntimeEnv::default()),
-        };
-        Catalog::open_with_runtime(location, runtime).await
+        Catalog::open_with_runtime(location, Arc::new(RuntimeEnv::default())).await
     }
 
     /// As [`Catalog::open`], on `runtime` (its memory pool bounds the

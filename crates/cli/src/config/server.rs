@@ -56,6 +56,12 @@ fn ser_dashboards<S: serde::Serializer>(v: &Option<PathBuf>, s: S) -> Result<S::
 }
 
 impl ServerSettings {
+    /// Whether serving on `addr` would let other machines in without auth:
+    /// a non-loopback address, no tokens, and `insecure` not said.
+    fn unguarded(&self, addr: SocketAddr) -> bool {
+        !addr.ip().is_loopback() && self.tokens.is_empty() && !self.insecure
+    }
+
     /// As the server takes it; `checkpoint_interval` for `/readyz`.
     pub fn server_config(&self, checkpoint_interval: Option<Duration>) -> ServerConfig {
         ServerConfig {
@@ -145,9 +151,7 @@ impl Checker<'_> {
             tokens: tokens?,
         };
         if let Some(addr) = settings.listen
-            && !addr.ip().is_loopback()
-            && settings.tokens.is_empty()
-            && !settings.insecure
+            && settings.unguarded(addr)
         {
             self.report_at(
                 "server.listen",
@@ -258,9 +262,7 @@ impl Checker<'_> {
             max_connections: max_connections?,
         };
         if let (Some(addr), Some(server)) = (settings.listen, server)
-            && !addr.ip().is_loopback()
-            && server.tokens.is_empty()
-            && !server.insecure
+            && server.unguarded(addr)
         {
             self.report_at(
                 "pg.listen",
